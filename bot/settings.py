@@ -1,0 +1,116 @@
+"""Settings of one qianmian process, read from the environment (and `.env` when present).
+
+Every variable of the runtime contract is here; `.env.example` lists them all. Secrets come only
+from the environment: nothing in the repository carries a real one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+@dataclass(frozen=True)
+class OfficialAccount:
+    """One configured WeChat official account (公众号)."""
+
+    app_id: str
+    app_secret: str
+    token: str
+    aes_key: str | None  # None: plain mode only
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = Field("sqlite:///qianmian.db", alias="DATABASE_URL")
+    tz: str = Field("Asia/Shanghai", alias="QIANMIAN_TZ")
+
+    wecom_corp_id: str | None = Field(None, alias="WECOM_CORP_ID")
+    wecom_agent_id: str | None = Field(None, alias="WECOM_AGENT_ID")
+    wecom_secret: str | None = Field(None, alias="WECOM_SECRET")
+    wecom_token: str | None = Field(None, alias="WECOM_TOKEN")
+    wecom_aes_key: str | None = Field(None, alias="WECOM_AES_KEY")
+
+    # The first official account; more accounts via WECHAT_ACCOUNTS (see README).
+    wechat_app_id: str | None = Field(None, alias="WECHAT_APP_ID")
+    wechat_app_secret: str | None = Field(None, alias="WECHAT_APP_SECRET")
+    wechat_token: str | None = Field(None, alias="WECHAT_TOKEN")
+    wechat_aes_key: str | None = Field(None, alias="WECHAT_AES_KEY")
+    # Further accounts: "appid:secret:token:aeskey;appid2:secret2:token2:" (empty aeskey = plain).
+    wechat_accounts: Annotated[list[OfficialAccount], NoDecode] = Field(
+        default_factory=list, alias="WECHAT_ACCOUNTS"
+    )
+
+    wecom_api_base: str = Field("https://qyapi.weixin.qq.com", alias="WECOM_API_BASE")
+    wechat_api_base: str = Field("https://api.weixin.qq.com", alias="WECHAT_API_BASE")
+
+    public_url: str = Field("http://127.0.0.1:8080", alias="QIANMIAN_PUBLIC_URL")
+    secret_key: str | None = Field(None, alias="QIANMIAN_SECRET_KEY")
+    host: str = Field("127.0.0.1", alias="HOST")
+    port: int = Field(8080, alias="PORT")
+
+    # Identifiers that must never link anyone (data.md §3 "the configuration's blocklist"):
+    # "phone:13800000000,unionid:oXXXX".
+    identity_blocklist: Annotated[list[tuple[str, str]], NoDecode] = Field(
+        default_factory=list, alias="QIANMIAN_IDENTITY_BLOCKLIST"
+    )
+    # How far a callback's timestamp may be from our clock (runtime.md: 5 minutes).
+    callback_max_skew_seconds: int = Field(300, alias="QIANMIAN_CALLBACK_MAX_SKEW")
+    # Timeouts and retries for Tencent API calls.
+    api_timeout_seconds: float = Field(5.0, alias="QIANMIAN_API_TIMEOUT")
+    api_max_retries: int = Field(3, alias="QIANMIAN_API_MAX_RETRIES")
+    log_level: str = Field("INFO", alias="QIANMIAN_LOG_LEVEL")
+
+    @field_validator("wechat_accounts", mode="before")
+    @classmethod
+    def _parse_accounts(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        accounts = []
+        for chunk in filter(None, (c.strip() for c in value.split(";"))):
+            parts = chunk.split(":")
+            if len(parts) != 4:
+                raise ValueError("WECHAT_ACCOUNTS: each account is appid:secret:token:aeskey")
+            app_id, secret, token, aes = parts
+            accounts.append(OfficialAccount(app_id, secret, token, aes or None))
+        return accounts
+
+    @field_validator("identity_blocklist", mode="before")
+    @classmethod
+    def _parse_blocklist(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs = []
+        for chunk in filter(None, (c.strip() for c in value.split(","))):
+            kind, sep, ident = chunk.partition(":")
+            if not sep or not ident:
+                raise ValueError("QIANMIAN_IDENTITY_BLOCKLIST: each entry is kind:value")
+            pairs.append((kind.strip(), ident.strip()))
+        return pairs
+
+    def official_accounts(self) -> dict[str, OfficialAccount]:
+        """Every configured official account by appid."""
+        accounts: dict[str, OfficialAccount] = {}
+        if self.wechat_app_id and self.wechat_token:
+            accounts[self.wechat_app_id] = OfficialAccount(
+                self.wechat_app_id, self.wechat_app_secret or "", self.wechat_token, self.wechat_aes_key
+            )
+        for account in self.wechat_accounts:
+            accounts[account.app_id] = account
+        return accounts
+
+    def missing_for_serve(self) -> list[str]:
+        """Names of the variables `serve` cannot start without (runtime.md)."""
+        required = {
+            "WECOM_CORP_ID": self.wecom_corp_id,
+            "WECOM_AGENT_ID": self.wecom_agent_id,
+            "WECOM_SECRET": self.wecom_secret,
+            "WECOM_TOKEN": self.wecom_token,
+            "WECOM_AES_KEY": self.wecom_aes_key,
+            "QIANMIAN_SECRET_KEY": self.secret_key,
+        }
+        return [name for name, value in required.items() if not value]

@@ -1,0 +1,1 @@
+"""Campaigns and journeys: plan, send through `bot/`, measure (issue 6)."""

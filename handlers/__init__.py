@@ -1,0 +1,1 @@
+"""What each event and command does: one router per module, thin async handlers."""

@@ -1,0 +1,1 @@
+"""Chinese commands → a Segment tree: pure functions of text (issue 5)."""

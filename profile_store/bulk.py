@@ -1,0 +1,50 @@
+"""Bulk staging: put many rows into a temporary table fast, then work on them with set-based SQL.
+
+PostgreSQL gets COPY (asyncpg's binary copy); SQLite gets one executemany. Either way the rows
+land inside the caller's transaction, so a crash leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def dialect_of(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+async def temp_table(session: AsyncSession, name: str, columns: str) -> None:
+    """Create (once per connection) and empty a temporary table private to this connection.
+
+    `columns` is the column list in SQL, e.g. "node_id BIGINT PRIMARY KEY, person_id TEXT".
+    """
+    if dialect_of(session) == "postgresql":
+        await session.execute(
+            text(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DELETE ROWS")
+        )
+    else:
+        await session.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns})"))
+    await session.execute(text(f"DELETE FROM {name}"))
+
+
+async def stage(
+    session: AsyncSession, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """Append rows (tuples in `columns` order) to a temporary table made by `temp_table`."""
+    records = rows if isinstance(rows, list) else list(rows)
+    if not records:
+        return
+    if dialect_of(session) == "postgresql":
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        await driver.copy_records_to_table(table, records=records, columns=list(columns))
+        return
+    placeholders = ", ".join(f":c{i}" for i in range(len(columns)))
+    statement = text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})")
+    await session.execute(statement, [{f"c{i}": v for i, v in enumerate(row)} for row in records])

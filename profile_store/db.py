@@ -1,0 +1,135 @@
+"""The database: engine, sessions, migrations and the write locks both back-ends need.
+
+SQLite (WAL) is the single-machine default; PostgreSQL is the system of record past one machine.
+Everything above this module talks to `Database` and never to a driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# Advisory lock ids (PostgreSQL): one per concern that must be done by one writer at a time.
+LOCK_MIGRATE = 7_240_001
+LOCK_IDENTITY = 7_240_002
+
+
+def async_url(url: str) -> str:
+    """`sqlite:///x.db` → aiosqlite, `postgresql://…` → asyncpg; explicit drivers are kept."""
+    parsed = make_url(url)
+    driver = parsed.drivername
+    if driver in ("sqlite", "sqlite+pysqlite"):
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif driver in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _setup_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transactions into our own hands: every transaction starts with BEGIN IMMEDIATE, so
+        # two writers queue on busy_timeout instead of failing on a lock upgrade mid-transaction.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA temp_store=MEMORY")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """Engine and session factory of one process; started and stopped by its owner."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = async_url(url)
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.url.startswith("postgresql"):
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        self.engine: AsyncEngine = _create_async_engine(self.url, **kwargs)
+        if self.is_sqlite:
+            _setup_sqlite(self.engine)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commits on success, rolls back on any error."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest migration (safe with several processes starting)."""
+        from alembic import command
+
+        async with self.engine.connect() as conn:
+            if self.is_postgres:
+                await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_MIGRATE})
+            try:
+                await conn.run_sync(lambda sync_conn: command.upgrade(_alembic_config(sync_conn), "head"))
+                await conn.commit()
+            finally:
+                if self.is_postgres:
+                    await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_MIGRATE})
+                    await conn.commit()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def lock_for(session: AsyncSession, lock_id: int) -> None:
+    """Serialise one concern across processes until the transaction ends.
+
+    PostgreSQL: a transaction-level advisory lock. SQLite: every transaction already holds the
+    database's single write lock (BEGIN IMMEDIATE), so nothing more is needed.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id})
+
+
+def _alembic_config(sync_conn: Any) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = sync_conn
+    return cfg
+
+
+async def run_with_retry(fn: Any, *, attempts: int = 5) -> Any:
+    """Retry a whole transaction on serialisation failures and deadlocks (PostgreSQL)."""
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(attempts):
+        try:
+            return await fn()
+        except DBAPIError as exc:  # pragma: no cover - timing dependent
+            code = getattr(getattr(exc, "orig", None), "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+            if code not in ("40001", "40P01") or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")

@@ -1,0 +1,533 @@
+"""One ID (data.md §3): identifiers → persons, incrementally, whatever the order of arrival.
+
+The graph lives in the database: `identity_node` (one row per identifier value), `observation`
+(one per accepted row that links identifiers) and `observation_node` (which identifiers a row
+carries). A person is a connected component of that graph once shared identifiers are taken out:
+a phone observed together with 3 or more distinct member_ids (a store's phone typed in by a
+cashier), or any blocklisted value, links nothing.
+
+`resolve()` re-partitions only the *region* that pending observations touch: the persons of the
+touched identifiers (including those of identifiers that just became shared), recomputed with a
+union-find in memory and written back with set-based SQL. Because a component is recomputed
+from all its observations, the partition depends only on the set of observations, never on their
+order: a later observation that makes a phone shared splits the people it had joined.
+
+Stable ids: every person_id has an *anchor* identifier. After re-partitioning, a component keeps
+the earliest-minted person_id (ids are time-ordered) whose anchor lies in it; the other ids whose
+anchors lie in it are marked merged into that survivor and keep resolving to it. When a split
+puts an old merged id's anchor in its own component again, that id comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from profile_store.bulk import dialect_of, stage, temp_table
+from profile_store.db import LOCK_IDENTITY, lock_for
+from profile_store.normalize import Identifier, normalize_phone
+from profile_store.pii import PiiVault
+
+log = logging.getLogger(__name__)
+
+# A phone linked to this many distinct member_ids is a shared (store) phone (data.md §3).
+SHARED_PHONE_MEMBERS = 3
+# Which source table a `source` names, and that table's key column.
+SOURCE_TABLES = {"member": ("member", "member_id"), "order": ("orders", "order_id"), "event": ("event", "event_id")}
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One accepted row: the identifiers on it belong to the same person."""
+
+    source: str  # member | order | event
+    source_key: str
+    identifiers: Sequence[Identifier]
+
+
+@dataclass
+class ResolveReport:
+    observations: int = 0
+    region_nodes: int = 0
+    persons_created: int = 0
+    merges: int = 0
+    splits: int = 0
+    newly_shared: int = 0
+    changed_rows: int = 0
+    details: list[str] = field(default_factory=list)
+
+
+def mint_person_id() -> str:
+    """Time-ordered, unique across processes: the earlier minted sorts first."""
+    return f"p{time.time_ns() // 1000:014x}{secrets.token_hex(3)}"
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, x: int) -> int:
+        parent = self.parent
+        root = parent.setdefault(x, x)
+        while root != parent[root]:
+            root = parent[root]
+        while x != root:  # path compression
+            parent[x], x = root, parent[x]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            if ra < rb:
+                ra, rb = rb, ra
+            self.parent[ra] = rb
+
+
+class IdentityGraph:
+    """Observes links between identifiers and resolves them into persons."""
+
+    def __init__(self, vault: PiiVault, blocklist: Iterable[tuple[str, str]] = ()) -> None:
+        self.vault = vault
+        self._blocklist = [self._stored(Identifier(kind, value)) for kind, value in blocklist]
+        self._blocklist = [(k, v) for k, v in self._blocklist if v]
+
+    # ------------------------------------------------------------------ values as stored
+
+    def _stored(self, ident: Identifier) -> tuple[str, str]:
+        """The node value as stored: phones as their keyed hash, never in clear."""
+        if ident.kind == "phone":
+            phone = normalize_phone(ident.value)
+            return ("phone", self.vault.lookup_hash(phone) if phone else "")
+        return (ident.kind, ident.value)
+
+    async def lock(self, session: AsyncSession) -> None:
+        """Take the identity lock for this transaction. Call it before writing person-attributed
+        rows that will be observed, so concurrent writers queue instead of deadlocking."""
+        await lock_for(session, LOCK_IDENTITY)
+
+    # ------------------------------------------------------------------ observe
+
+    async def observe(self, session: AsyncSession, sightings: Sequence[Sighting]) -> None:
+        """Record the links of accepted rows; new links stay pending until `resolve`."""
+        await self.lock(session)
+        sealed_by_phone: dict[str, tuple[str, str]] = {}
+        rows: list[tuple[str, str, str, str, str | None]] = []
+        for sighting in sightings:
+            for ident in sighting.identifiers:
+                if ident.kind == "phone":
+                    if ident.value not in sealed_by_phone:
+                        sealed_by_phone[ident.value] = (
+                            self.vault.lookup_hash(ident.value),
+                            self.vault.encrypt(ident.value),
+                        )
+                    hashed, sealed = sealed_by_phone[ident.value]
+                    rows.append((sighting.source, sighting.source_key, "phone", hashed, sealed))
+                else:
+                    rows.append((sighting.source, sighting.source_key, ident.kind, ident.value, None))
+        if not rows:
+            return
+        await temp_table(
+            session, "_qm_sight", "source TEXT, source_key TEXT, kind TEXT, value TEXT, sealed TEXT"
+        )
+        await stage(session, "_qm_sight", ("source", "source_key", "kind", "value", "sealed"), rows)
+        await session.execute(
+            text(
+                "INSERT INTO identity_node (kind, value, person_id, shared, sealed) "
+                "SELECT kind, value, NULL, false, MIN(sealed) FROM _qm_sight WHERE true GROUP BY kind, value "
+                "ON CONFLICT (kind, value) DO NOTHING"
+            )
+        )
+        await session.execute(
+            text(
+                "INSERT INTO observation (source, source_key, person_id, resolved, observed_at) "
+                "SELECT DISTINCT source, source_key, NULL, false, CURRENT_TIMESTAMP FROM _qm_sight WHERE true "
+                "ON CONFLICT (source, source_key) DO NOTHING"
+            )
+        )
+        # A known row seen again with an identifier it did not carry before is pending again.
+        await session.execute(
+            text(
+                "UPDATE observation SET resolved = false WHERE resolved = true AND id IN ("
+                " SELECT o.id FROM _qm_sight s"
+                " JOIN observation o ON o.source = s.source AND o.source_key = s.source_key"
+                " JOIN identity_node n ON n.kind = s.kind AND n.value = s.value"
+                " WHERE NOT EXISTS (SELECT 1 FROM observation_node x"
+                "                   WHERE x.observation_id = o.id AND x.node_id = n.id))"
+            )
+        )
+        await session.execute(
+            text(
+                "INSERT INTO observation_node (observation_id, node_id) "
+                "SELECT DISTINCT o.id, n.id FROM _qm_sight s"
+                " JOIN observation o ON o.source = s.source AND o.source_key = s.source_key"
+                " JOIN identity_node n ON n.kind = s.kind AND n.value = s.value WHERE true "
+                "ON CONFLICT (observation_id, node_id) DO NOTHING"
+            )
+        )
+
+    # ------------------------------------------------------------------ resolve
+
+    async def resolve(self, session: AsyncSession) -> ResolveReport:
+        """Re-partition every person that pending observations touch, in this transaction."""
+        await self.lock(session)
+        report = ResolveReport()
+        pending = (
+            await session.execute(text("SELECT COUNT(*) FROM observation WHERE resolved = false"))
+        ).scalar_one()
+        if not pending:
+            return report
+        report.observations = int(pending)
+
+        # 1. The region: touched identifiers and every identifier of their persons.
+        await temp_table(session, "_qm_region", "id BIGINT PRIMARY KEY")
+        await session.execute(
+            text(
+                "INSERT INTO _qm_region (id) SELECT DISTINCT node_id FROM observation_node"
+                " WHERE observation_id IN (SELECT id FROM observation WHERE resolved = false)"
+            )
+        )
+        report.newly_shared = await self._mark_shared(session)
+        await session.execute(
+            text(
+                "INSERT INTO _qm_region (id) SELECT n.id FROM identity_node n"
+                " WHERE n.person_id IN (SELECT DISTINCT r.person_id FROM identity_node r"
+                "   JOIN _qm_region g ON g.id = r.id WHERE r.person_id IS NOT NULL)"
+                " ON CONFLICT (id) DO NOTHING"
+            )
+        )
+
+        # 2. Load the region's identifiers and every observation reaching it through a
+        #    non-shared identifier (a shared one links nothing, so it opens no path).
+        node_rows = (
+            await session.execute(
+                text(
+                    "SELECT n.id, n.shared, n.person_id FROM identity_node n"
+                    " JOIN _qm_region g ON g.id = n.id"
+                )
+            )
+        ).all()
+        shared: set[int] = {row[0] for row in node_rows if row[1]}
+        old_person: dict[int, str | None] = {row[0]: row[2] for row in node_rows}
+        region: set[int] = set(old_person)
+        report.region_nodes = len(region)
+        pair_rows = (
+            await session.execute(
+                text(
+                    "SELECT x.observation_id, x.node_id, o.person_id, o.source, o.source_key"
+                    " FROM observation_node x JOIN observation o ON o.id = x.observation_id"
+                    " WHERE x.observation_id IN ("
+                    "   SELECT DISTINCT y.observation_id FROM observation_node y"
+                    "   JOIN _qm_region g ON g.id = y.node_id"
+                    "   JOIN identity_node n ON n.id = y.node_id AND n.shared = false)"
+                )
+            )
+        ).all()
+
+        # 3. Components, leaving shared identifiers out.
+        uf = _UnionFind()
+        obs_nodes: dict[int, list[int]] = defaultdict(list)
+        obs_meta: dict[int, tuple[str | None, str, str]] = {}
+        for obs_id, node_id, obs_person, source, source_key in pair_rows:
+            obs_meta[obs_id] = (obs_person, source, source_key)
+            if node_id in shared or node_id not in region:
+                continue  # shared (here or elsewhere): links nothing
+            obs_nodes[obs_id].append(node_id)
+        for nodes in obs_nodes.values():
+            first = nodes[0]
+            uf.find(first)
+            for other in nodes[1:]:
+                uf.union(first, other)
+        components: dict[int, list[int]] = defaultdict(list)
+        for node in region:
+            if node not in shared:
+                components[uf.find(node)].append(node)
+
+        # 4. Name the components.
+        assignment = await self._assign_ids(session, components, shared, old_person, report)
+
+        # 5. Write back what changed.
+        await self._write_back(session, assignment, old_person, obs_nodes, obs_meta, report)
+        return report
+
+    async def _mark_shared(self, session: AsyncSession) -> int:
+        """Flag identifiers that became shared; they join the region so their persons split."""
+        newly = (
+            await session.execute(
+                text(
+                    "SELECT p.node_id FROM observation_node p"
+                    " JOIN _qm_region g ON g.id = p.node_id"
+                    " JOIN identity_node pn ON pn.id = p.node_id AND pn.kind = 'phone' AND pn.shared = false"
+                    " JOIN observation_node m ON m.observation_id = p.observation_id"
+                    " JOIN identity_node mn ON mn.id = m.node_id AND mn.kind = 'member_id'"
+                    " GROUP BY p.node_id HAVING COUNT(DISTINCT m.node_id) >= :n"
+                ),
+                {"n": SHARED_PHONE_MEMBERS},
+            )
+        ).scalars().all()
+        ids = set(newly)
+        for kind, value in self._blocklist:
+            found = (
+                await session.execute(
+                    text("SELECT id FROM identity_node WHERE kind = :k AND value = :v AND shared = false"),
+                    {"k": kind, "v": value},
+                )
+            ).scalar_one_or_none()
+            if found is not None:
+                ids.add(found)
+        if not ids:
+            return 0
+        await session.execute(
+            text("UPDATE identity_node SET shared = true WHERE id IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            {"ids": sorted(ids)},
+        )
+        if dialect_of(session) == "postgresql":
+            insert = "INSERT INTO _qm_region (id) VALUES (:id) ON CONFLICT (id) DO NOTHING"
+        else:
+            insert = "INSERT OR IGNORE INTO _qm_region (id) VALUES (:id)"
+        await session.execute(text(insert), [{"id": i} for i in sorted(ids)])
+        await session.execute(
+            text("INSERT INTO identity_log (at, action, person_id, other_person_id, detail) "
+                 "SELECT CURRENT_TIMESTAMP, 'shared', person_id, NULL, :detail FROM identity_node WHERE id = :id"),
+            [
+                {
+                    "id": node_id,
+                    "detail": json.dumps(
+                        {"node": node_id, "why": f"linked to >= {SHARED_PHONE_MEMBERS} member_ids or blocklisted"}
+                    ),
+                }
+                for node_id in sorted(ids)
+            ],
+        )
+        return len(ids)
+
+    async def _assign_ids(
+        self,
+        session: AsyncSession,
+        components: dict[int, list[int]],
+        shared: set[int],
+        old_person: dict[int, str | None],
+        report: ResolveReport,
+    ) -> dict[int, str | None]:
+        """node → person_id for every region node (None for shared ones)."""
+        component_of: dict[int, int] = {n: root for root, nodes in components.items() for n in nodes}
+        # Active persons are always anchored on one of their own identifiers, so every id that
+        # can be affected has its anchor in the region.
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT p.person_id, p.anchor_node_id, p.status FROM person p"
+                    " JOIN _qm_region g ON g.id = p.anchor_node_id"
+                )
+            )
+        ).all()
+        status_before = {r[0]: r[2] for r in rows}
+        anchor_of = {r[0]: r[1] for r in rows}
+
+        # Where each known id goes: its anchor's component; an id whose anchor became shared
+        # follows the lowest of its former identifiers that is still a person's.
+        candidates: dict[int, list[str]] = defaultdict(list)
+        re_anchor: dict[str, int] = {}
+        former_nodes: dict[str, list[int]] = defaultdict(list)
+        for node, pid in old_person.items():
+            if pid and node not in shared:
+                former_nodes[pid].append(node)
+        for pid, anchor in anchor_of.items():
+            if anchor in component_of:
+                candidates[component_of[anchor]].append(pid)
+            elif status_before[pid] == "active" and former_nodes.get(pid):
+                new_anchor = min(former_nodes[pid])
+                re_anchor[pid] = new_anchor
+                candidates[component_of[new_anchor]].append(pid)
+
+        now = datetime.now(UTC)
+        chosen_by_root: dict[int, str] = {}
+        new_persons: list[dict[str, object]] = []
+        merged: list[dict[str, object]] = []
+        for root, nodes in components.items():
+            cands = sorted(set(candidates.get(root, ())))
+            if cands:
+                survivor = cands[0]
+                chosen_by_root[root] = survivor
+                for loser in cands[1:]:
+                    merged.append({"loser": loser, "survivor": survivor})
+            else:
+                pid = mint_person_id()
+                chosen_by_root[root] = pid
+                new_persons.append({"pid": pid, "anchor": min(nodes), "now": now})
+        report.persons_created = len(new_persons)
+
+        if new_persons:
+            await session.execute(
+                text(
+                    "INSERT INTO person (person_id, anchor_node_id, status, merged_into, created_at, updated_at)"
+                    " VALUES (:pid, :anchor, 'active', NULL, :now, :now)"
+                ),
+                new_persons,
+            )
+        active_now = set(chosen_by_root.values())
+        reactivate = [
+            {"pid": pid, "anchor": re_anchor.get(pid, anchor_of.get(pid)), "now": now}
+            for pid in active_now
+            if pid in status_before and (status_before[pid] != "active" or pid in re_anchor)
+        ]
+        if reactivate:
+            await session.execute(
+                text(
+                    "UPDATE person SET status = 'active', merged_into = NULL, anchor_node_id = :anchor,"
+                    " updated_at = :now WHERE person_id = :pid"
+                ),
+                reactivate,
+            )
+        if merged:
+            await session.execute(
+                text(
+                    "UPDATE person SET status = 'merged', merged_into = :survivor, updated_at = :now"
+                    " WHERE person_id = :loser"
+                ),
+                [{**m, "now": now} for m in merged],
+            )
+            # Keep every alias pointing at the final survivor (one hop to resolve).
+            await session.execute(
+                text("UPDATE person SET merged_into = :survivor WHERE merged_into = :loser"),
+                merged,
+            )
+        gone = [
+            pid for pid, st in status_before.items()
+            if st == "active" and pid not in active_now and pid not in {m["loser"] for m in merged}
+        ]
+        if gone:
+            await session.execute(
+                text("UPDATE person SET status = 'dissolved', updated_at = :now WHERE person_id = :pid"),
+                [{"pid": pid, "now": now} for pid in gone],
+            )
+
+        # The record of why: merges (which ids, which identifiers), splits, dissolutions.
+        entries: list[dict[str, object]] = []
+        nodes_of_root = components
+        root_of_pid = {pid: root for root, pid in chosen_by_root.items()}
+        for m in merged:
+            if status_before.get(str(m["loser"])) == "active":
+                report.merges += 1
+                root = root_of_pid[str(m["survivor"])]
+                entries.append({
+                    "action": "merge", "pid": m["survivor"], "other": m["loser"],
+                    "detail": json.dumps({"nodes": sorted(nodes_of_root[root])[:50],
+                                          "why": "linked by an observation (see observation_node)"}),
+                })
+        spread: dict[str, set[str]] = defaultdict(set)
+        for node, pid in old_person.items():
+            if pid and node in component_of:
+                spread[pid].add(chosen_by_root[component_of[node]])
+        for pid, now_ids in spread.items():
+            if len(now_ids) > 1:
+                report.splits += 1
+                entries.append({
+                    "action": "split", "pid": pid, "other": None,
+                    "detail": json.dumps({"into": sorted(now_ids), "why": "a shared identifier stopped linking"}),
+                })
+        for pid in gone:
+            entries.append({"action": "dissolve", "pid": pid, "other": None,
+                            "detail": json.dumps({"why": "its only identifiers became shared"})})
+        if entries:
+            await session.execute(
+                text("INSERT INTO identity_log (at, action, person_id, other_person_id, detail)"
+                     " VALUES (:at, :action, :pid, :other, :detail)"),
+                [{**e, "at": now} for e in entries],
+            )
+
+        assignment: dict[int, str | None] = {}
+        for node in old_person:
+            assignment[node] = None if node in shared else chosen_by_root[component_of[node]]
+        return assignment
+
+    async def _write_back(
+        self,
+        session: AsyncSession,
+        assignment: dict[int, str | None],
+        old_person: dict[int, str | None],
+        obs_nodes: dict[int, list[int]],
+        obs_meta: dict[int, tuple[str | None, str, str]],
+        report: ResolveReport,
+    ) -> None:
+        changed_nodes = [(n, p) for n, p in assignment.items() if old_person.get(n) != p]
+        if changed_nodes:
+            await temp_table(session, "_qm_node_person", "node_id BIGINT PRIMARY KEY, person_id TEXT")
+            await stage(session, "_qm_node_person", ("node_id", "person_id"), changed_nodes)
+            await session.execute(
+                text(
+                    "UPDATE identity_node SET person_id = a.person_id FROM _qm_node_person a"
+                    " WHERE identity_node.id = a.node_id"
+                )
+            )
+        changed_obs: list[tuple[int, str | None, str, str]] = []
+        for obs_id, (obs_person, source, source_key) in obs_meta.items():
+            nodes = obs_nodes.get(obs_id)
+            pid = assignment.get(nodes[0]) if nodes else None
+            if pid != obs_person:
+                changed_obs.append((obs_id, pid, source, source_key))
+        report.changed_rows = len(changed_obs)
+        if changed_obs:
+            await temp_table(
+                session, "_qm_obs_person", "obs_id BIGINT PRIMARY KEY, person_id TEXT, source TEXT, source_key TEXT"
+            )
+            await stage(session, "_qm_obs_person", ("obs_id", "person_id", "source", "source_key"), changed_obs)
+            await session.execute(
+                text(
+                    "UPDATE observation SET person_id = a.person_id FROM _qm_obs_person a"
+                    " WHERE observation.id = a.obs_id"
+                )
+            )
+            for source, (table, key) in SOURCE_TABLES.items():
+                await session.execute(
+                    text(
+                        f"UPDATE {table} SET person_id = a.person_id FROM _qm_obs_person a"
+                        f" WHERE a.source = :source AND {table}.{key} = a.source_key"
+                    ),
+                    {"source": source},
+                )
+            await session.execute(
+                text(
+                    "UPDATE order_item SET person_id = a.person_id FROM _qm_obs_person a"
+                    " WHERE a.source = 'order' AND order_item.order_id = a.source_key"
+                )
+            )
+        await session.execute(text("UPDATE observation SET resolved = true WHERE resolved = false"))
+
+    # ------------------------------------------------------------------ lookups
+
+    async def person_for(self, session: AsyncSession, kind: str, clear_value: str) -> str | None:
+        """The person an identifier belongs to (None: unknown, or shared)."""
+        stored_kind, stored_value = self._stored(Identifier(kind, clear_value))
+        if not stored_value:
+            return None
+        return (
+            await session.execute(
+                text("SELECT person_id FROM identity_node WHERE kind = :k AND value = :v"),
+                {"k": stored_kind, "v": stored_value},
+            )
+        ).scalar_one_or_none()
+
+    async def canonical(self, session: AsyncSession, person_id: str) -> str | None:
+        """A person_id as it stands now: itself, its survivor if merged, None if gone."""
+        row = (
+            await session.execute(
+                text("SELECT status, merged_into FROM person WHERE person_id = :p"), {"p": person_id}
+            )
+        ).first()
+        if row is None:
+            return None
+        status, merged_into = row
+        if status == "active":
+            return person_id
+        return merged_into if status == "merged" else None

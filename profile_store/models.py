@@ -1,0 +1,238 @@
+"""Tables of the profile store.
+
+Conventions (why): money is integer fen, exact on SQLite and PostgreSQL alike; business times
+(paid_at, occurred_at, register_time) are naive local times in the business time zone
+(QIANMIAN_TZ), as the CSV exports carry them, while system timestamps are aware UTC; every
+per-person table has `person_id`, so the tables can later be distributed by person. Phones are
+never stored in clear: rows keep a keyed hash, the identity node keeps the ciphertext.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def _utcnow() -> datetime:
+    """System timestamps (when we received or changed something) are aware UTC."""
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------- reference data (not per person)
+
+
+class Store(SQLModel, table=True):
+    store_id: str = Field(primary_key=True)
+    name: str = ""
+    city: str = ""
+    region: str = ""
+
+
+class Product(SQLModel, table=True):
+    sku: str = Field(primary_key=True)
+    name: str = ""
+    category: str = Field(default="", index=True)
+    brand: str = ""
+    list_price_fen: int | None = Field(default=None, sa_column=Column(BigInteger))
+
+
+class Guide(SQLModel, table=True):
+    guide_id: str = Field(primary_key=True)  # the WeCom userid
+    name: str = ""
+    store_id: str = Field(default="", index=True)
+    role: str = "guide"  # guide | manager | marketer | admin
+
+
+class Coupon(SQLModel, table=True):
+    card_id: str = Field(primary_key=True)
+    name: str = ""
+    kind: str = "cash"  # cash | discount | gift
+    value: float = 0.0  # yuan for cash, percent off for discount
+    threshold_fen: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    valid_days: int = 0
+
+
+# ---------------------------------------------------------------- facts about persons
+
+
+class Member(SQLModel, table=True):
+    member_id: str = Field(primary_key=True)
+    person_id: str | None = Field(default=None, index=True)
+    phone_hash: str | None = Field(default=None, index=True)
+    unionid: str | None = None
+    name: str = ""
+    gender: str | None = None  # M | F | None
+    birthday: date | None = None
+    city: str = ""
+    level: str | None = None  # V0..V5
+    register_time: datetime | None = Field(default=None, sa_column=Column(DateTime))
+    register_channel: str = ""
+    register_store_id: str = ""
+    # Position of the row in its import (tags.md: ties between member records → the later row).
+    row_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+    order_id: str = Field(primary_key=True)
+    person_id: str | None = Field(default=None, index=True)
+    channel: str  # pos | miniapp | ecom | oa_mall
+    store_id: str = ""
+    paid_at: datetime = Field(sa_column=Column(DateTime, nullable=False, index=True))
+    amount_fen: int = Field(sa_column=Column(BigInteger, nullable=False))
+    list_amount_fen: int | None = Field(default=None, sa_column=Column(BigInteger))
+    coupon_code: str = ""
+    status: str  # paid | refunded
+    member_id: str | None = None
+    phone_hash: str | None = None
+    unionid: str | None = None
+    miniapp_openid: str | None = None
+
+
+class OrderItem(SQLModel, table=True):
+    __tablename__ = "order_item"
+    order_id: str = Field(primary_key=True)
+    line_no: int = Field(primary_key=True)  # n-th row of this order in its file
+    person_id: str | None = Field(default=None, index=True)
+    sku: str
+    qty: int
+    unit_price_fen: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class Event(SQLModel, table=True):
+    """One customer event, imported or live. `fact_key` makes an imported row and a live
+    callback describing the same fact one row."""
+
+    __table_args__ = (Index("ix_event_person_type", "person_id", "type"),)
+    event_id: str = Field(primary_key=True)
+    fact_key: str = Field(unique=True)
+    person_id: str | None = Field(default=None)
+    type: str
+    occurred_at: datetime = Field(sa_column=Column(DateTime, nullable=False, index=True))
+    channel: str = ""
+    appid: str | None = None
+    openid: str | None = None
+    unionid: str | None = None
+    miniapp_openid: str | None = None
+    external_userid: str | None = None
+    member_id: str | None = None
+    phone_hash: str | None = None
+    guide_id: str | None = None
+    store_id: str | None = None
+    qr_state: str | None = None
+    sku: str | None = None
+    category: str | None = None
+    card_id: str | None = None
+    coupon_code: str | None = None
+    campaign_id: str | None = None
+    origin: str = "import"  # import | callback
+
+
+# ---------------------------------------------------------------- the identity graph (One ID)
+
+
+class IdentityNode(SQLModel, table=True):
+    """One identifier value. `value` is the normalised value, or for a phone its keyed hash."""
+
+    __tablename__ = "identity_node"
+    __table_args__ = (UniqueConstraint("kind", "value", name="uq_identity_node_kind_value"),)
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    value: str
+    person_id: str | None = Field(default=None, index=True)  # None while shared or unresolved
+    shared: bool = False
+    sealed: str | None = Field(default=None, sa_column=Column(Text))  # phone ciphertext
+
+
+class Observation(SQLModel, table=True):
+    """One accepted row (member, order, event, callback) that links its identifiers."""
+
+    __table_args__ = (
+        UniqueConstraint("source", "source_key", name="uq_observation_source_key"),
+        Index("ix_observation_pending", "resolved"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    source: str  # member | order | event
+    source_key: str
+    person_id: str | None = Field(default=None, index=True)
+    resolved: bool = False
+    observed_at: datetime = Field(default_factory=_utcnow)
+
+
+class ObservationNode(SQLModel, table=True):
+    __tablename__ = "observation_node"
+    observation_id: int = Field(primary_key=True)
+    node_id: int = Field(primary_key=True, index=True)
+
+
+class Person(SQLModel, table=True):
+    """A person_id ever minted. A merged id keeps resolving to its survivor (`merged_into`)."""
+
+    person_id: str = Field(primary_key=True)
+    anchor_node_id: int = Field(index=True)
+    status: str = "active"  # active | merged | dissolved
+    merged_into: str | None = Field(default=None, index=True)
+    created_at: datetime = Field(default_factory=_utcnow)
+    updated_at: datetime = Field(default_factory=_utcnow)
+
+
+class IdentityLog(SQLModel, table=True):
+    """Why identifiers are (or stopped being) one person: merges, splits, shared identifiers."""
+
+    __tablename__ = "identity_log"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=_utcnow, index=True)
+    action: str  # new | merge | split | shared | dissolve
+    person_id: str | None = Field(default=None, index=True)
+    other_person_id: str | None = None
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+# ---------------------------------------------------------------- callbacks and their afterlife
+
+
+class RawEvent(SQLModel, table=True):
+    """A callback as received (decrypted XML), recorded before it is answered."""
+
+    __tablename__ = "raw_event"
+    __table_args__ = (Index("ix_raw_event_status", "status", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(unique=True)
+    channel: str  # wecom | wechat
+    account: str = ""  # corp id or appid
+    received_at: datetime = Field(default_factory=_utcnow)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = "pending"  # pending | done | dead
+    attempts: int = 0
+    processed_at: datetime | None = None
+
+
+class DeadLetter(SQLModel, table=True):
+    """A callback that could not be used, with its reason; an operator can list and replay it."""
+
+    __tablename__ = "dead_letter"
+    id: int | None = Field(default=None, primary_key=True)
+    raw_event_id: int = Field(index=True)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    at: datetime = Field(default_factory=_utcnow)
+    replayed_at: datetime | None = None
+
+
+class AccessToken(SQLModel, table=True):
+    """Tencent access tokens, shared by every request of every `serve` process."""
+
+    __tablename__ = "access_token"
+    key: str = Field(primary_key=True)  # "wecom:<corpid>:<agent>" or "wechat:<appid>"
+    token: str
+    expires_at: datetime
+
+
+class ImportRun(SQLModel, table=True):
+    __tablename__ = "import_run"
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: datetime = Field(default_factory=_utcnow)
+    finished_at: datetime | None = None
+    source_dir: str = ""
+    summary: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))

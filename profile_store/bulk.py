@@ -38,13 +38,14 @@ async def stage(
     records = rows if isinstance(rows, list) else list(rows)
     if not records:
         return
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
     if dialect_of(session) == "postgresql":
-        connection = await session.connection()
-        raw = await connection.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
         await driver.copy_records_to_table(table, records=records, columns=list(columns))
         return
-    placeholders = ", ".join(f":c{i}" for i in range(len(columns)))
-    statement = text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})")
-    await session.execute(statement, [{f"c{i}": v for i, v in enumerate(row)} for row in records])
+    # SQLite: the driver's own executemany on tuples, inside the same transaction; SQLAlchemy's
+    # per-row parameter processing would cost more than the insert itself.
+    placeholders = ", ".join("?" for _ in columns)
+    await driver.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})", records)

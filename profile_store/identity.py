@@ -1,12 +1,14 @@
 """One ID (data.md §3): identifiers → persons, incrementally, whatever the order of arrival.
 
-The graph lives in the database: `identity_node` (one row per identifier value), `observation`
-(one per accepted row that links identifiers) and `observation_node` (which identifiers a row
-carries). A person is a connected component of that graph once shared identifiers are taken out:
-a phone observed together with 3 or more distinct member_ids (a store's phone typed in by a
-cashier), or any blocklisted value, links nothing.
+The graph lives in the database: `identity_node` (one row per identifier value), `link` (one per
+distinct set of identifiers seen together on an accepted row; the row keeps its `link_key`) and
+`link_node` (which identifiers a link holds). Rows with the same identifiers share a link, so the
+graph grows with distinct identifier sets rather than with rows. A person is a connected
+component of that graph once shared identifiers are taken out: a phone observed together with 3
+or more distinct member_ids (a store's phone typed in by a cashier), or any blocklisted value,
+links nothing.
 
-`resolve()` re-partitions only the *region* that pending observations touch: the persons of the
+`resolve()` re-partitions only the *region* that pending links touch: the persons of the
 touched identifiers (including those of identifiers that just became shared), recomputed with a
 union-find in memory and written back with set-based SQL. Because a component is recomputed
 from all its observations, the partition depends only on the set of observations, never on their
@@ -20,6 +22,7 @@ puts an old merged id's anchor in its own component again, that id comes back.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -56,7 +59,7 @@ class Sighting:
 
 @dataclass
 class ResolveReport:
-    observations: int = 0
+    links: int = 0
     region_nodes: int = 0
     persons_created: int = 0
     merges: int = 0
@@ -116,12 +119,20 @@ class IdentityGraph:
 
     # ------------------------------------------------------------------ observe
 
+    def link_key(self, stored: Iterable[tuple[str, str]]) -> str:
+        """The key of a set of stored identifiers: equal sets, equal keys."""
+        joined = "\n".join(sorted(f"{kind}\t{value}" for kind, value in set(stored)))
+        return hashlib.blake2b(joined.encode("utf-8"), digest_size=16).hexdigest()
+
     async def observe(self, session: AsyncSession, sightings: Sequence[Sighting]) -> None:
-        """Record the links of accepted rows; new links stay pending until `resolve`."""
+        """Record the links of accepted rows and tag each row with its `link_key`; new links (and
+        links a row newly points at) stay pending until `resolve`."""
         await self.lock(session)
         sealed_by_phone: dict[str, tuple[str, str]] = {}
-        rows: list[tuple[str, str, str, str, str | None]] = []
+        link_rows: dict[str, list[tuple[str, str, str | None]]] = {}
+        row_links: list[tuple[str, str, str]] = []
         for sighting in sightings:
+            stored: list[tuple[str, str, str | None]] = []
             for ident in sighting.identifiers:
                 if ident.kind == "phone":
                     if ident.value not in sealed_by_phone:
@@ -130,15 +141,23 @@ class IdentityGraph:
                             self.vault.encrypt(ident.value),
                         )
                     hashed, sealed = sealed_by_phone[ident.value]
-                    rows.append((sighting.source, sighting.source_key, "phone", hashed, sealed))
+                    stored.append(("phone", hashed, sealed))
                 else:
-                    rows.append((sighting.source, sighting.source_key, ident.kind, ident.value, None))
-        if not rows:
+                    stored.append((ident.kind, ident.value, None))
+            if not stored:
+                continue
+            key = self.link_key((kind, value) for kind, value, _ in stored)
+            link_rows.setdefault(key, stored)
+            row_links.append((sighting.source, sighting.source_key, key))
+        if not row_links:
             return
-        await temp_table(
-            session, "_qm_sight", "source TEXT, source_key TEXT, kind TEXT, value TEXT, sealed TEXT"
+        await temp_table(session, "_qm_sight", "link_key TEXT, kind TEXT, value TEXT, sealed TEXT")
+        await stage(
+            session,
+            "_qm_sight",
+            ("link_key", "kind", "value", "sealed"),
+            [(key, kind, value, sealed) for key, stored in link_rows.items() for kind, value, sealed in stored],
         )
-        await stage(session, "_qm_sight", ("source", "source_key", "kind", "value", "sealed"), rows)
         await session.execute(
             text(
                 "INSERT INTO identity_node (kind, value, person_id, shared, sealed) "
@@ -146,56 +165,70 @@ class IdentityGraph:
                 "ON CONFLICT (kind, value) DO NOTHING"
             )
         )
-        await session.execute(
-            text(
-                "INSERT INTO observation (source, source_key, person_id, resolved, observed_at) "
-                "SELECT DISTINCT source, source_key, NULL, false, CURRENT_TIMESTAMP FROM _qm_sight WHERE true "
-                "ON CONFLICT (source, source_key) DO NOTHING"
+        new_links = (
+            await session.execute(
+                text(
+                    "INSERT INTO link (link_key, person_id, resolved, first_seen_at) "
+                    "SELECT DISTINCT link_key, NULL, false, CURRENT_TIMESTAMP FROM _qm_sight WHERE true "
+                    "ON CONFLICT (link_key) DO NOTHING"
+                )
             )
-        )
-        # A known row seen again with an identifier it did not carry before is pending again.
-        await session.execute(
-            text(
-                "UPDATE observation SET resolved = false WHERE resolved = true AND id IN ("
-                " SELECT o.id FROM _qm_sight s"
-                " JOIN observation o ON o.source = s.source AND o.source_key = s.source_key"
-                " JOIN identity_node n ON n.kind = s.kind AND n.value = s.value"
-                " WHERE NOT EXISTS (SELECT 1 FROM observation_node x"
-                "                   WHERE x.observation_id = o.id AND x.node_id = n.id))"
+        ).rowcount
+        if new_links:
+            await session.execute(
+                text(
+                    "INSERT INTO link_node (link_id, node_id) "
+                    "SELECT DISTINCT l.id, n.id FROM _qm_sight s"
+                    " JOIN link l ON l.link_key = s.link_key AND l.resolved = false"
+                    " JOIN identity_node n ON n.kind = s.kind AND n.value = s.value WHERE true "
+                    "ON CONFLICT (link_id, node_id) DO NOTHING"
+                )
             )
-        )
-        await session.execute(
-            text(
-                "INSERT INTO observation_node (observation_id, node_id) "
-                "SELECT DISTINCT o.id, n.id FROM _qm_sight s"
-                " JOIN observation o ON o.source = s.source AND o.source_key = s.source_key"
-                " JOIN identity_node n ON n.kind = s.kind AND n.value = s.value WHERE true "
-                "ON CONFLICT (observation_id, node_id) DO NOTHING"
+        # Point each row at its link. A row that moves to a link already resolved (it was seen
+        # again with other identifiers) makes that link pending, so resolve re-attributes it.
+        await temp_table(session, "_qm_row_link", "source TEXT, source_key TEXT, link_key TEXT")
+        await stage(session, "_qm_row_link", ("source", "source_key", "link_key"), row_links)
+        for source, (table, key) in SOURCE_TABLES.items():
+            moved = (
+                f"SELECT r.link_key FROM _qm_row_link r JOIN {table} t ON t.{key} = r.source_key"
+                f" WHERE r.source = :source AND t.link_key IS DISTINCT FROM r.link_key"
             )
-        )
+            await session.execute(
+                text(f"UPDATE link SET resolved = false WHERE resolved = true AND link_key IN ({moved})"),
+                {"source": source},
+            )
+            await session.execute(
+                text(
+                    f"UPDATE {table} SET link_key = r.link_key FROM _qm_row_link r"
+                    f" WHERE r.source = :source AND {table}.{key} = r.source_key"
+                    f" AND {table}.link_key IS DISTINCT FROM r.link_key"
+                ),
+                {"source": source},
+            )
 
     # ------------------------------------------------------------------ resolve
 
     async def resolve(self, session: AsyncSession) -> ResolveReport:
-        """Re-partition every person that pending observations touch, in this transaction."""
+        """Re-partition every person that pending links touch, in this transaction."""
         await self.lock(session)
         report = ResolveReport()
         pending = (
-            await session.execute(text("SELECT COUNT(*) FROM observation WHERE resolved = false"))
+            await session.execute(text("SELECT COUNT(*) FROM link WHERE resolved = false"))
         ).scalar_one()
         if not pending:
             return report
-        report.observations = int(pending)
+        report.links = int(pending)
 
         # 1. The region: touched identifiers and every identifier of their persons.
         await temp_table(session, "_qm_region", "id BIGINT PRIMARY KEY")
         await session.execute(
             text(
-                "INSERT INTO _qm_region (id) SELECT DISTINCT node_id FROM observation_node"
-                " WHERE observation_id IN (SELECT id FROM observation WHERE resolved = false)"
+                "INSERT INTO _qm_region (id) SELECT DISTINCT node_id FROM link_node"
+                " WHERE link_id IN (SELECT id FROM link WHERE resolved = false)"
             )
         )
-        report.newly_shared = await self._mark_shared(session)
+        newly_shared = await self._mark_shared(session)
+        report.newly_shared = len(newly_shared)
         await session.execute(
             text(
                 "INSERT INTO _qm_region (id) SELECT n.id FROM identity_node n"
@@ -205,8 +238,10 @@ class IdentityGraph:
             )
         )
 
-        # 2. Load the region's identifiers and every observation reaching it through a
-        #    non-shared identifier (a shared one links nothing, so it opens no path).
+        # 2. Load the region's identifiers and every link reaching it through a non-shared
+        #    identifier or one that just became shared (its links must let go of their person).
+        #    An identifier shared before links nothing and opens no path: a store phone's
+        #    thousands of links stay unread.
         node_rows = (
             await session.execute(
                 text(
@@ -216,32 +251,35 @@ class IdentityGraph:
             )
         ).all()
         shared: set[int] = {row[0] for row in node_rows if row[1]}
+        await temp_table(session, "_qm_entry", "id BIGINT PRIMARY KEY")
+        await stage(
+            session, "_qm_entry", ("id",),
+            [(row[0],) for row in node_rows if not row[1] or row[0] in newly_shared],
+        )
         old_person: dict[int, str | None] = {row[0]: row[2] for row in node_rows}
         region: set[int] = set(old_person)
         report.region_nodes = len(region)
         pair_rows = (
             await session.execute(
                 text(
-                    "SELECT x.observation_id, x.node_id, o.person_id, o.source, o.source_key"
-                    " FROM observation_node x JOIN observation o ON o.id = x.observation_id"
-                    " WHERE x.observation_id IN ("
-                    "   SELECT DISTINCT y.observation_id FROM observation_node y"
-                    "   JOIN _qm_region g ON g.id = y.node_id"
-                    "   JOIN identity_node n ON n.id = y.node_id AND n.shared = false)"
+                    "SELECT x.link_id, x.node_id, l.person_id, l.resolved"
+                    " FROM link_node x JOIN link l ON l.id = x.link_id"
+                    " WHERE x.link_id IN ("
+                    "   SELECT DISTINCT y.link_id FROM link_node y JOIN _qm_entry e ON e.id = y.node_id)"
                 )
             )
         ).all()
 
         # 3. Components, leaving shared identifiers out.
         uf = _UnionFind()
-        obs_nodes: dict[int, list[int]] = defaultdict(list)
-        obs_meta: dict[int, tuple[str | None, str, str]] = {}
-        for obs_id, node_id, obs_person, source, source_key in pair_rows:
-            obs_meta[obs_id] = (obs_person, source, source_key)
+        link_nodes: dict[int, list[int]] = defaultdict(list)
+        link_meta: dict[int, tuple[str | None, bool]] = {}
+        for link_id, node_id, link_person, resolved in pair_rows:
+            link_meta[link_id] = (link_person, bool(resolved))
             if node_id in shared or node_id not in region:
                 continue  # shared (here or elsewhere): links nothing
-            obs_nodes[obs_id].append(node_id)
-        for nodes in obs_nodes.values():
+            link_nodes[link_id].append(node_id)
+        for nodes in link_nodes.values():
             first = nodes[0]
             uf.find(first)
             for other in nodes[1:]:
@@ -255,18 +293,18 @@ class IdentityGraph:
         assignment = await self._assign_ids(session, components, shared, old_person, report)
 
         # 5. Write back what changed.
-        await self._write_back(session, assignment, old_person, obs_nodes, obs_meta, report)
+        await self._write_back(session, assignment, old_person, link_nodes, link_meta, report)
         return report
 
-    async def _mark_shared(self, session: AsyncSession) -> int:
+    async def _mark_shared(self, session: AsyncSession) -> set[int]:
         """Flag identifiers that became shared; they join the region so their persons split."""
         newly = (
             await session.execute(
                 text(
-                    "SELECT p.node_id FROM observation_node p"
+                    "SELECT p.node_id FROM link_node p"
                     " JOIN _qm_region g ON g.id = p.node_id"
                     " JOIN identity_node pn ON pn.id = p.node_id AND pn.kind = 'phone' AND pn.shared = false"
-                    " JOIN observation_node m ON m.observation_id = p.observation_id"
+                    " JOIN link_node m ON m.link_id = p.link_id"
                     " JOIN identity_node mn ON mn.id = m.node_id AND mn.kind = 'member_id'"
                     " GROUP BY p.node_id HAVING COUNT(DISTINCT m.node_id) >= :n"
                 ),
@@ -284,7 +322,7 @@ class IdentityGraph:
             if found is not None:
                 ids.add(found)
         if not ids:
-            return 0
+            return ids
         await session.execute(
             text("UPDATE identity_node SET shared = true WHERE id IN :ids").bindparams(
                 bindparam("ids", expanding=True)
@@ -309,7 +347,7 @@ class IdentityGraph:
                 for node_id in sorted(ids)
             ],
         )
-        return len(ids)
+        return ids
 
     async def _assign_ids(
         self,
@@ -423,7 +461,7 @@ class IdentityGraph:
                 entries.append({
                     "action": "merge", "pid": m["survivor"], "other": m["loser"],
                     "detail": json.dumps({"nodes": sorted(nodes_of_root[root])[:50],
-                                          "why": "linked by an observation (see observation_node)"}),
+                                          "why": "identifiers seen together on a row (see link_node)"}),
                 })
         spread: dict[str, set[str]] = defaultdict(set)
         for node, pid in old_person.items():
@@ -456,8 +494,8 @@ class IdentityGraph:
         session: AsyncSession,
         assignment: dict[int, str | None],
         old_person: dict[int, str | None],
-        obs_nodes: dict[int, list[int]],
-        obs_meta: dict[int, tuple[str | None, str, str]],
+        link_nodes: dict[int, list[int]],
+        link_meta: dict[int, tuple[str | None, bool]],
         report: ResolveReport,
     ) -> None:
         changed_nodes = [(n, p) for n, p in assignment.items() if old_person.get(n) != p]
@@ -470,39 +508,44 @@ class IdentityGraph:
                     " WHERE identity_node.id = a.node_id"
                 )
             )
-        changed_obs: list[tuple[int, str | None, str, str]] = []
-        for obs_id, (obs_person, source, source_key) in obs_meta.items():
-            nodes = obs_nodes.get(obs_id)
+        # Links whose person changed, and pending links (their rows may be new to them); a
+        # pending link made only of identifiers shared before was not loaded: it has no person.
+        pending = (await session.execute(text("SELECT id FROM link WHERE resolved = false"))).scalars().all()
+        for link_id in pending:
+            link_meta.setdefault(link_id, (None, False))
+        touched: list[tuple[int, str | None]] = []
+        for link_id, (link_person, resolved) in link_meta.items():
+            nodes = link_nodes.get(link_id)
             pid = assignment.get(nodes[0]) if nodes else None
-            if pid != obs_person:
-                changed_obs.append((obs_id, pid, source, source_key))
-        report.changed_rows = len(changed_obs)
-        if changed_obs:
-            await temp_table(
-                session, "_qm_obs_person", "obs_id BIGINT PRIMARY KEY, person_id TEXT, source TEXT, source_key TEXT"
-            )
-            await stage(session, "_qm_obs_person", ("obs_id", "person_id", "source", "source_key"), changed_obs)
+            if pid != link_person or not resolved:
+                touched.append((link_id, pid))
+        if touched:
+            await temp_table(session, "_qm_link_person", "link_id BIGINT PRIMARY KEY, person_id TEXT")
+            await stage(session, "_qm_link_person", ("link_id", "person_id"), touched)
             await session.execute(
                 text(
-                    "UPDATE observation SET person_id = a.person_id FROM _qm_obs_person a"
-                    " WHERE observation.id = a.obs_id"
+                    "UPDATE link SET person_id = a.person_id, resolved = true FROM _qm_link_person a"
+                    " WHERE link.id = a.link_id"
                 )
             )
-            for source, (table, key) in SOURCE_TABLES.items():
-                await session.execute(
+            for table, _key in SOURCE_TABLES.values():
+                result = await session.execute(
                     text(
-                        f"UPDATE {table} SET person_id = a.person_id FROM _qm_obs_person a"
-                        f" WHERE a.source = :source AND {table}.{key} = a.source_key"
-                    ),
-                    {"source": source},
+                        f"UPDATE {table} SET person_id = l.person_id FROM link l"
+                        f" JOIN _qm_link_person a ON a.link_id = l.id"
+                        f" WHERE {table}.link_key = l.link_key AND {table}.person_id IS DISTINCT FROM l.person_id"
+                    )
                 )
+                report.changed_rows += max(result.rowcount or 0, 0)
             await session.execute(
                 text(
-                    "UPDATE order_item SET person_id = a.person_id FROM _qm_obs_person a"
-                    " WHERE a.source = 'order' AND order_item.order_id = a.source_key"
+                    "UPDATE order_item SET person_id = o.person_id FROM orders o"
+                    " JOIN link l ON l.link_key = o.link_key JOIN _qm_link_person a ON a.link_id = l.id"
+                    " WHERE order_item.order_id = o.order_id AND order_item.person_id IS DISTINCT FROM o.person_id"
                 )
             )
-        await session.execute(text("UPDATE observation SET resolved = true WHERE resolved = false"))
+        # Pending links outside every region (all their identifiers shared) are settled too.
+        await session.execute(text("UPDATE link SET resolved = true WHERE resolved = false"))
 
     # ------------------------------------------------------------------ lookups
 

@@ -60,6 +60,7 @@ class Coupon(SQLModel, table=True):
 class Member(SQLModel, table=True):
     member_id: str = Field(primary_key=True)
     person_id: str | None = Field(default=None, index=True)
+    link_key: str | None = Field(default=None, index=True)
     phone_hash: str | None = Field(default=None, index=True)
     unionid: str | None = None
     name: str = ""
@@ -78,6 +79,7 @@ class Order(SQLModel, table=True):
     __tablename__ = "orders"
     order_id: str = Field(primary_key=True)
     person_id: str | None = Field(default=None, index=True)
+    link_key: str | None = Field(default=None, index=True)
     channel: str  # pos | miniapp | ecom | oa_mall
     store_id: str = ""
     paid_at: datetime = Field(sa_column=Column(DateTime, nullable=False, index=True))
@@ -109,6 +111,7 @@ class Event(SQLModel, table=True):
     event_id: str = Field(primary_key=True)
     fact_key: str = Field(unique=True)
     person_id: str | None = Field(default=None)
+    link_key: str | None = Field(default=None, index=True)
     type: str
     occurred_at: datetime = Field(sa_column=Column(DateTime, nullable=False, index=True))
     channel: str = ""
@@ -146,24 +149,24 @@ class IdentityNode(SQLModel, table=True):
     sealed: str | None = Field(default=None, sa_column=Column(Text))  # phone ciphertext
 
 
-class Observation(SQLModel, table=True):
-    """One accepted row (member, order, event, callback) that links its identifiers."""
+class Link(SQLModel, table=True):
+    """A set of identifiers seen together on some row (a member, order, event or callback).
 
-    __table_args__ = (
-        UniqueConstraint("source", "source_key", name="uq_observation_source_key"),
-        Index("ix_observation_pending", "resolved"),
-    )
+    Rows carrying the same identifiers share one link (`link_key` = hash of the stored set), so
+    the graph grows with distinct identifier sets, not with rows; each source row keeps the
+    `link_key` it was seen with, and takes its person through it."""
+
+    __table_args__ = (Index("ix_link_pending", "resolved"),)
     id: int | None = Field(default=None, primary_key=True)
-    source: str  # member | order | event
-    source_key: str
+    link_key: str = Field(unique=True)
     person_id: str | None = Field(default=None, index=True)
     resolved: bool = False
-    observed_at: datetime = Field(default_factory=_utcnow)
+    first_seen_at: datetime = Field(default_factory=_utcnow)
 
 
-class ObservationNode(SQLModel, table=True):
-    __tablename__ = "observation_node"
-    observation_id: int = Field(primary_key=True)
+class LinkNode(SQLModel, table=True):
+    __tablename__ = "link_node"
+    link_id: int = Field(primary_key=True)
     node_id: int = Field(primary_key=True, index=True)
 
 

@@ -28,7 +28,8 @@ SAMPLE_DIR = FIXTURES / "sample"
 TEST_SECRET = "test-secret-key-for-pii-and-links-0123456789"
 
 PG_ADMIN_URL = os.environ.get("QIANMIAN_TEST_PG")
-_TEMPLATE = "qm_template"
+# One template per test session: parallel sessions (several developers, xdist) never share it.
+_TEMPLATE = f"qm_template_{os.getpid()}"
 
 
 def _pg_url(dbname: str) -> str:

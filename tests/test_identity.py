@@ -156,12 +156,13 @@ async def test_sample_partition_matches_expected_profiles(db: Database) -> None:
         await apply(db, graph, batch)
     assert await partition(db) == expected_sample_partition()
     async with db.transaction() as session:
-        # Every attributed source row carries its person's id; shared-only rows none.
+        # Every link carries the person of each of its non-shared identifiers.
         bad = (await session.execute(text(
-            "SELECT COUNT(*) FROM observation o JOIN observation_node x ON x.observation_id = o.id"
+            "SELECT COUNT(*) FROM link l JOIN link_node x ON x.link_id = l.id"
             " JOIN identity_node n ON n.id = x.node_id"
-            " WHERE n.shared = false AND (o.person_id IS NULL OR o.person_id <> n.person_id)"))).scalar_one()
+            " WHERE n.shared = false AND (l.person_id IS NULL OR l.person_id <> n.person_id)"))).scalar_one()
         assert bad == 0
+        assert (await session.execute(text("SELECT COUNT(*) FROM link WHERE resolved = false"))).scalar_one() == 0
         shared = (await session.execute(text("SELECT COUNT(*) FROM identity_node WHERE shared"))).scalar_one()
         assert shared == 3  # the sample's three store phones
 
@@ -210,11 +211,17 @@ async def test_row_with_only_shared_identifiers_stays_unattributed(db: Database)
     assert clean
     rows = [Sighting("member", f"M{i}", ids(("member_id", f"M{i}"), ("phone", clean))) for i in range(3)]
     rows.append(Sighting("order", "O-shared", ids(("phone", clean))))
+    async with db.transaction() as session:
+        for key in ("O-shared", "O-member"):
+            await session.execute(text(
+                "INSERT INTO orders (order_id, channel, store_id, paid_at, amount_fen, coupon_code, status)"
+                " VALUES (:k, 'pos', 'S001', '2026-10-01 10:00:00', 100, '', 'paid')"), {"k": key})
+    rows.append(Sighting("order", "O-member", ids(("phone", clean), ("member_id", "M0"))))
     await apply(db, graph, rows)
     async with db.transaction() as session:
-        pid = (await session.execute(text(
-            "SELECT person_id FROM observation WHERE source = 'order' AND source_key = 'O-shared'"))).scalar_one()
-    assert pid is None
+        owners = dict((await session.execute(text("SELECT order_id, person_id FROM orders"))).all())
+    assert owners["O-shared"] is None  # only a shared phone: in no one's profile
+    assert owners["O-member"] == await person_of(db, graph, "member_id", "M0")
 
 
 async def test_blocklisted_value_links_nothing(db: Database) -> None:
@@ -271,13 +278,25 @@ observations = st.lists(st.lists(identifier, min_size=1, max_size=3, unique=True
 
 
 def _sightings(obs: list[list[tuple[str, str]]]) -> list[Sighting]:
-    return [Sighting("event", f"E{i}", ids(*o)) for i, o in enumerate(obs)]
+    return [Sighting("order", f"O{i}", ids(*o)) for i, o in enumerate(obs)]
 
 
 async def _wipe(db: Database) -> None:
     async with db.transaction() as session:
-        for table in ("observation_node", "observation", "identity_node", "person", "identity_log"):
+        for table in ("link_node", "link", "identity_node", "person", "identity_log", "orders"):
             await session.execute(text(f"DELETE FROM {table}"))
+
+
+async def _row_owners(db: Database) -> dict[str, frozenset | None]:
+    """Each order row's person, as that person's set of identifiers (None: unattributed)."""
+    async with db.transaction() as session:
+        owners = dict((await session.execute(text("SELECT order_id, person_id FROM orders"))).all())
+        rows = (await session.execute(text(
+            "SELECT person_id, kind, value, sealed FROM identity_node WHERE person_id IS NOT NULL"))).all()
+    members: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for pid, kind, value, sealed in rows:
+        members[pid].add((kind, VAULT.decrypt(sealed) if kind == "phone" else value))
+    return {k: frozenset(members[p]) if p else None for k, p in owners.items()}
 
 
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
@@ -290,17 +309,28 @@ def test_partition_depends_only_on_the_set_of_observations(db_url: str) -> None:
         cuts = sorted(data.draw(st.lists(st.integers(0, len(order)), max_size=3)))
         batches = [order[a:b] for a, b in zip([0, *cuts], [*cuts, len(order)], strict=True)]
 
-        async def run() -> set[frozenset]:
+        async def run() -> tuple[set[frozenset], dict[str, frozenset | None]]:
             db = Database(db_url)
             try:
                 await _wipe(db)
+                async with db.transaction() as session:
+                    for s in sightings:
+                        await session.execute(text(
+                            "INSERT INTO orders (order_id, channel, store_id, paid_at, amount_fen, coupon_code, status)"
+                            " VALUES (:k, 'pos', '', '2026-10-01 10:00:00', 100, '', 'paid')"), {"k": s.source_key})
                 graph = IdentityGraph(VAULT)
                 for batch in batches:
                     await apply(db, graph, batch)
-                return await partition(db)
+                return await partition(db), await _row_owners(db)
             finally:
                 await db.dispose()
 
-        assert asyncio.run(run()) == oracle_partition(sightings)
+        got_partition, got_owners = asyncio.run(run())
+        expected = oracle_partition(sightings)
+        assert got_partition == expected
+        # Each row belongs to the person holding its identifiers, or to no one when all are shared.
+        for s in sightings:
+            holders = [p for p in expected if any((i.kind, i.value) in p for i in s.identifiers)]
+            assert got_owners[s.source_key] == (holders[0] if holders else None)
 
     check()

@@ -2,11 +2,12 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 19:40:35.339800
+Create Date: 2026-11-23 19:52:52.820807
 """
+from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-from alembic import op
+
 
 revision = '0001'
 down_revision = None
@@ -46,6 +47,7 @@ def upgrade() -> None:
     sa.Column('event_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('fact_key', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('person_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('link_key', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('type', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('occurred_at', sa.DateTime(), nullable=False),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -69,6 +71,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('fact_key')
     )
     with op.batch_alter_table('event', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_event_link_key'), ['link_key'], unique=False)
         batch_op.create_index(batch_op.f('ix_event_occurred_at'), ['occurred_at'], unique=False)
         batch_op.create_index('ix_event_person_type', ['person_id', 'type'], unique=False)
 
@@ -116,9 +119,31 @@ def upgrade() -> None:
     sa.Column('summary', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
+    op.create_table('link',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('link_key', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('person_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('resolved', sa.Boolean(), nullable=False),
+    sa.Column('first_seen_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('link_key')
+    )
+    with op.batch_alter_table('link', schema=None) as batch_op:
+        batch_op.create_index('ix_link_pending', ['resolved'], unique=False)
+        batch_op.create_index(batch_op.f('ix_link_person_id'), ['person_id'], unique=False)
+
+    op.create_table('link_node',
+    sa.Column('link_id', sa.Integer(), nullable=False),
+    sa.Column('node_id', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('link_id', 'node_id')
+    )
+    with op.batch_alter_table('link_node', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_link_node_node_id'), ['node_id'], unique=False)
+
     op.create_table('member',
     sa.Column('member_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('person_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('link_key', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('phone_hash', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('unionid', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -133,30 +158,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('member_id')
     )
     with op.batch_alter_table('member', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_member_link_key'), ['link_key'], unique=False)
         batch_op.create_index(batch_op.f('ix_member_person_id'), ['person_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_member_phone_hash'), ['phone_hash'], unique=False)
-
-    op.create_table('observation',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('source', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('source_key', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('person_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-    sa.Column('resolved', sa.Boolean(), nullable=False),
-    sa.Column('observed_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('source', 'source_key', name='uq_observation_source_key')
-    )
-    with op.batch_alter_table('observation', schema=None) as batch_op:
-        batch_op.create_index('ix_observation_pending', ['resolved'], unique=False)
-        batch_op.create_index(batch_op.f('ix_observation_person_id'), ['person_id'], unique=False)
-
-    op.create_table('observation_node',
-    sa.Column('observation_id', sa.Integer(), nullable=False),
-    sa.Column('node_id', sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint('observation_id', 'node_id')
-    )
-    with op.batch_alter_table('observation_node', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_observation_node_node_id'), ['node_id'], unique=False)
 
     op.create_table('order_item',
     sa.Column('order_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -173,6 +177,7 @@ def upgrade() -> None:
     op.create_table('orders',
     sa.Column('order_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('person_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('link_key', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('store_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('paid_at', sa.DateTime(), nullable=False),
@@ -187,6 +192,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('order_id')
     )
     with op.batch_alter_table('orders', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_orders_link_key'), ['link_key'], unique=False)
         batch_op.create_index(batch_op.f('ix_orders_paid_at'), ['paid_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_orders_person_id'), ['person_id'], unique=False)
 
@@ -259,26 +265,28 @@ def downgrade() -> None:
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_orders_person_id'))
         batch_op.drop_index(batch_op.f('ix_orders_paid_at'))
+        batch_op.drop_index(batch_op.f('ix_orders_link_key'))
 
     op.drop_table('orders')
     with op.batch_alter_table('order_item', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_order_item_person_id'))
 
     op.drop_table('order_item')
-    with op.batch_alter_table('observation_node', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_observation_node_node_id'))
-
-    op.drop_table('observation_node')
-    with op.batch_alter_table('observation', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_observation_person_id'))
-        batch_op.drop_index('ix_observation_pending')
-
-    op.drop_table('observation')
     with op.batch_alter_table('member', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_member_phone_hash'))
         batch_op.drop_index(batch_op.f('ix_member_person_id'))
+        batch_op.drop_index(batch_op.f('ix_member_link_key'))
 
     op.drop_table('member')
+    with op.batch_alter_table('link_node', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_link_node_node_id'))
+
+    op.drop_table('link_node')
+    with op.batch_alter_table('link', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_link_person_id'))
+        batch_op.drop_index('ix_link_pending')
+
+    op.drop_table('link')
     op.drop_table('import_run')
     with op.batch_alter_table('identity_node', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_identity_node_person_id'))
@@ -296,6 +304,7 @@ def downgrade() -> None:
     with op.batch_alter_table('event', schema=None) as batch_op:
         batch_op.drop_index('ix_event_person_type')
         batch_op.drop_index(batch_op.f('ix_event_occurred_at'))
+        batch_op.drop_index(batch_op.f('ix_event_link_key'))
 
     op.drop_table('event')
     with op.batch_alter_table('dead_letter', schema=None) as batch_op:

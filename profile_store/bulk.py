@@ -7,10 +7,15 @@ land inside the caller's transaction, so a crash leaves nothing behind.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import text
+from sqlalchemy import CursorResult, Result, text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an INSERT/UPDATE touched (execute() is typed as returning a plain Result)."""
+    return max(int(cast(CursorResult[Any], result).rowcount or 0), 0)
 
 
 def dialect_of(session: AsyncSession) -> str:
@@ -44,6 +49,10 @@ async def stage(
     assert driver is not None
     if dialect_of(session) == "postgresql":
         await driver.copy_records_to_table(table, records=records, columns=list(columns))
+        if len(records) >= 1000:
+            # A temp table has no statistics until analysed: without them the planner guesses a
+            # few rows and joins it by nested loops.
+            await session.execute(text(f"ANALYZE {table}"))
         return
     # SQLite: the driver's own executemany on tuples, inside the same transaction; SQLAlchemy's
     # per-row parameter processing would cost more than the insert itself.

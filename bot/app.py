@@ -1,0 +1,141 @@
+"""`create_app(settings)`: the whole bot as one aiohttp application, no module-level state.
+
+Built here: database, identity graph, metrics, callback verification, recorder (group commit),
+dispatcher with the handler routers. Started in the app's cleanup context: migrations, the HTTP
+session and Tencent clients, the recorder's writer, the recovery sweeper; stopped in reverse order
+on shutdown (queued records are written, background work gets a moment to finish, anything left
+stays pending in the database for the next start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from bot.callbacks import MAX_BODY, CallbackHandlers, CallbackVerifier, verification_middleware
+from bot.dispatcher import Dispatcher, Router
+from bot.metrics import Metrics
+from bot.recorder import Recorder
+from bot.settings import Settings
+from profile_store.db import Database
+from profile_store.identity import IdentityGraph
+from profile_store.pii import PiiVault
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+DATABASE = web.AppKey("database", Database)
+METRICS = web.AppKey("metrics", Metrics)
+RECORDER = web.AppKey("recorder", Recorder)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+GRAPH = web.AppKey("graph", IdentityGraph)
+
+
+def default_routers() -> list[Router]:
+    from handlers import cards, contacts, followers, messages
+
+    return [contacts.router, followers.router, cards.router, messages.router]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    db: Database | None = None,
+    wecom: Any | None = None,
+    wechat: Mapping[str, Any] | None = None,
+    routers: Sequence[Router] | None = None,
+    sweep_interval: float = 30.0,
+    sweep_grace: timedelta = timedelta(seconds=30),
+) -> web.Application:
+    """The bot. `db`, `wecom` (a WeComClient) and `wechat` (appid → OfficialAccountClient) may be
+    given (tests, demo); otherwise they are made from `settings` and closed on shutdown."""
+    if not settings.secret_key:
+        raise ValueError("QIANMIAN_SECRET_KEY is not set: personal data cannot be protected")
+    database = db or Database(settings.database_url)
+    metrics = Metrics()
+    graph = IdentityGraph(PiiVault(settings.secret_key), settings.identity_blocklist)
+    # SQLite has a single writer: this process's writers take turns on one asyncio lock.
+    write_gate = asyncio.Lock() if database.is_sqlite else None
+    recorder = Recorder(database, write_gate=write_gate)
+    services: dict[str, Any] = {"graph": graph, "settings": settings, "db": database, "wecom": wecom}
+    services["wechat"] = dict(wechat or {})
+    dispatcher = Dispatcher(
+        database,
+        routers if routers is not None else default_routers(),
+        services,
+        metrics=metrics,
+        yield_to=recorder.wait_idle,  # answering Tencent comes before processing
+        write_gate=write_gate,
+    )
+    verifier = CallbackVerifier(settings)  # a malformed EncodingAESKey fails here, at start
+
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[verification_middleware(verifier, metrics)])
+    app[SETTINGS] = settings
+    app[DATABASE] = database
+    app[METRICS] = metrics
+    app[RECORDER] = recorder
+    app[DISPATCHER] = dispatcher
+    app[GRAPH] = graph
+    CallbackHandlers(recorder, dispatcher, metrics).add_routes(app)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await database.migrate()
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.api_timeout_seconds))
+        if wecom is None:
+            services["wecom"] = _wecom_client(http, database, settings)
+        if wechat is None:
+            services["wechat"] = _wechat_clients(http, database, settings)
+        await recorder.start()
+        sweeper = asyncio.create_task(
+            dispatcher.run_sweeper(interval=sweep_interval, grace=sweep_grace), name="callback-sweeper"
+        )
+        try:
+            yield
+        finally:
+            await recorder.stop()  # write what was queued: those requests get their answer
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
+            await dispatcher.drain()
+            await http.close()
+            if db is None:
+                await database.dispose()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def _wecom_client(http: aiohttp.ClientSession, db: Database, settings: Settings) -> Any | None:
+    if not (settings.wecom_corp_id and settings.wecom_secret and settings.wecom_agent_id):
+        log.warning("WeCom API not configured: contacts are recorded without their unionid")
+        return None
+    from bot.tencent.wecom import WeComClient
+
+    return WeComClient.from_settings(http, db, settings)
+
+
+def _wechat_clients(http: aiohttp.ClientSession, db: Database, settings: Settings) -> dict[str, Any]:
+    from bot.tencent.wechat import OfficialAccountClient
+
+    return {
+        app_id: OfficialAccountClient.from_settings(http, db, settings, app_id)
+        for app_id, account in settings.official_accounts().items()
+        if account.app_secret
+    }
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,349 @@
+"""Routing recorded callbacks to handlers, after the answer has gone out.
+
+- `Router`: handlers register with `@router.event(SubscribeEvent)`; a handler is a plain async
+  function that receives what it names by parameter name (`event`, `session`, `graph`,
+  `settings`, `wecom`, `wechat`, plus what a prefetch step provided).
+- `@router.prefetch(EventType)`: an idempotent read done *outside* the transaction (e.g. asking
+  WeCom for a contact's unionid), so no database lock is held while Tencent answers. It returns a
+  mapping whose keys become injectable names. It must tolerate API failure itself.
+- `Dispatcher.process_batch(raws)`: parse → prefetch → ONE transaction: claim the raw events,
+  run each one's handlers in its own savepoint, mark it done, then observe the identifiers of all
+  their facts in bulk and resolve the identity graph once (`profile_store.live` defers the
+  sightings of the facts handlers record; the commit comes after the resolve).
+  An unknown or invalid callback is dead-lettered with its reason; a handler error rolls back that
+  callback alone, counts an attempt, and after `max_attempts` the callback is dead-lettered (an
+  operator can replay it). Callbacks answered together are processed in one batch.
+- The sweeper processes callbacks still pending (after a crash or restart, or whose background
+  processing failed), one claim at a time, safe with several processes on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from bot.callback_xml import CallbackEvent, CallbackXmlError, UnknownEvent, parse_event
+from bot.metrics import Metrics
+from profile_store import live, raw_events
+from profile_store.db import Database
+from profile_store.identity import Sighting
+from profile_store.raw_events import StoredRawEvent
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class _Registration:
+    types: tuple[type[CallbackEvent], ...]
+    fn: Handler
+    params: tuple[str, ...]
+    required: frozenset[str]
+
+
+def _registration(types: tuple[type[CallbackEvent], ...], fn: Handler) -> _Registration:
+    if not inspect.iscoroutinefunction(fn):
+        raise TypeError(f"handler {fn.__qualname__} must be an async function")
+    parameters = inspect.signature(fn).parameters.values()
+    names = tuple(p.name for p in parameters)
+    required = frozenset(p.name for p in parameters if p.default is inspect.Parameter.empty)
+    return _Registration(types, fn, names, required)
+
+
+class Router:
+    """A module's handlers (aiogram-3 style)."""
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self.handlers: list[_Registration] = []
+        self.prefetchers: list[_Registration] = []
+
+    def event(self, *types: type[CallbackEvent]) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            self.handlers.append(_registration(types, fn))
+            return fn
+
+        return register
+
+    def prefetch(self, *types: type[CallbackEvent]) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            self.prefetchers.append(_registration(types, fn))
+            return fn
+
+        return register
+
+
+async def _call(reg: _Registration, available: Mapping[str, Any]) -> Any:
+    missing = reg.required - available.keys()
+    if missing:
+        raise TypeError(f"{reg.fn.__qualname__} wants {sorted(missing)}, which nothing provides")
+    return await reg.fn(**{name: available[name] for name in reg.params if name in available})
+
+
+class ErrorReporter:
+    """The one place errors of handlers (and later of scheduled jobs) are reported."""
+
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics
+
+    def report(self, exc: BaseException, *, where: str, key: str) -> None:
+        log.error("%s failed for %s: %r", where, key, exc, exc_info=exc)
+        if self.metrics is not None:
+            self.metrics.handler_errors.labels(where=where).inc()
+
+
+@dataclass
+class _Plan:
+    """One callback of a batch: what to do with it, decided before the transaction."""
+
+    raw: StoredRawEvent
+    event: CallbackEvent | None = None
+    reason: str | None = None  # set: dead-letter it
+    handlers: list[_Registration] = field(default_factory=list)
+    available: dict[str, Any] = field(default_factory=dict)
+    error: Exception | None = None  # a prefetch step failed: counts as a failed attempt
+
+
+@dataclass
+class Dispatcher:
+    db: Database
+    routers: Iterable[Router]
+    services: Mapping[str, Any] = field(default_factory=dict)  # graph, settings, wecom, wechat, ...
+    metrics: Metrics | None = None
+    errors: ErrorReporter | None = None
+    max_attempts: int = 5
+    batch_size: int = 100
+    # Awaited before each background batch (at most `max_defer` seconds): the recorder's
+    # `wait_idle`, so processing yields to answering callbacks but is never starved.
+    # Under sustained load (not idle after `max_defer`) batches shrink to `busy_batch_size`, so a
+    # processing transaction never holds the (SQLite) write lock for long.
+    yield_to: Callable[[float], Awaitable[bool]] | None = None
+    max_defer: float = 1.0
+    busy_batch_size: int = 10
+    # SQLite has one writer: this process's writers queue on an asyncio lock (FIFO) instead of
+    # on SQLite's busy handler, whose sleeps would delay the records behind a processing batch.
+    write_gate: asyncio.Lock | None = None
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.routers = list(self.routers)
+        self.errors = self.errors or ErrorReporter(self.metrics)
+        self._queue: asyncio.Queue[tuple[StoredRawEvent, asyncio.Future[str]]] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ background work
+
+    def spawn(self, raw: StoredRawEvent) -> asyncio.Task[Any]:
+        """Process a just-recorded callback in the background (the answer does not wait).
+
+        The task waits for its callback's turn in a batch: callbacks arriving together are
+        processed in one transaction with one identity resolve, which is what keeps processing
+        up with a burst of callbacks.
+        """
+        task = asyncio.create_task(self._queued(raw), name=f"callback-{raw.id}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _queued(self, raw: StoredRawEvent) -> str:
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work(), name="callback-dispatcher")
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        await self._queue.put((raw, future))
+        return await future
+
+    async def _work(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            limit = self.batch_size
+            if self.yield_to is not None and not await self.yield_to(self.max_defer):
+                limit = self.busy_batch_size
+            while len(batch) < limit and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                outcomes = await self.process_batch([raw for raw, _ in batch])
+            except Exception as exc:  # the batch stays pending in the DB: the sweeper retries
+                assert self.errors is not None
+                self.errors.report(exc, where="dispatcher", key=f"batch of {len(batch)}")
+                outcomes = {}
+            for raw, future in batch:
+                if not future.done():
+                    future.set_result(outcomes.get(raw.id, "failed"))
+
+    async def drain(self, wait_seconds: float = 10.0) -> None:
+        """Let background work finish (shutdown); what does not finish stays pending in the DB."""
+        if self.tasks:
+            _done, pending = await asyncio.wait(set(self.tasks), timeout=wait_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+
+    # ------------------------------------------------------------------ processing
+
+    def _matching(self, regs: Iterable[_Registration], event: CallbackEvent) -> list[_Registration]:
+        return [reg for reg in regs if isinstance(event, reg.types)]
+
+    async def process(self, raw_event_id: int, raw: StoredRawEvent | None = None) -> str:
+        """Process one recorded callback; returns done | dead | skipped | failed."""
+        if raw is None:
+            async with self.db.transaction() as session:
+                raw = await raw_events.get(session, raw_event_id)
+        if raw is None:
+            return "skipped"
+        return (await self.process_batch([raw])).get(raw.id, "skipped")
+
+    async def process_batch(self, raws: Sequence[StoredRawEvent]) -> dict[int, str]:
+        """Process callbacks in ONE transaction, each in its own savepoint: a failing callback
+        rolls back alone and counts an attempt; the others commit with one identity resolve."""
+        started = time.perf_counter()
+        plans = [await self._plan(raw) for raw in raws if raw.status == raw_events.PENDING]
+        outcomes: dict[int, str] = {raw.id: "skipped" for raw in raws}
+        failures: list[tuple[_Plan, Exception]] = []
+        try:
+            async with self.write_gate or contextlib.nullcontext(), self.db.transaction() as session:
+                claimed = await raw_events.claim_many(session, [plan.raw.id for plan in plans])
+                sightings: list[Sighting] = []
+                for plan in plans:
+                    if plan.raw.id not in claimed:
+                        continue  # done meanwhile, or another process holds it
+                    if plan.error is not None:
+                        failures.append((plan, plan.error))
+                        continue
+                    # Facts collect their sightings; a failing callback's are dropped with it.
+                    own = live.defer_observations(session)
+                    try:
+                        async with session.begin_nested():
+                            outcomes[plan.raw.id] = await self._apply(session, plan)
+                        sightings.extend(own)
+                    except Exception as exc:
+                        assert self.errors is not None
+                        self.errors.report(exc, where="callback handler", key=plan.raw.dedupe_key)
+                        failures.append((plan, exc))
+                    finally:
+                        live.stop_deferring(session)
+                await raw_events.mark_done(session, [i for i, o in outcomes.items() if o == "done"])
+                graph = self.services.get("graph")
+                if graph is not None and sightings:
+                    # One bulk observe and one resolve for every fact of the batch.
+                    await graph.observe(session, sightings)
+                    await graph.resolve(session)
+        except Exception as exc:
+            if len(plans) > 1:  # find the culprit: one transaction per callback
+                for plan in plans:
+                    outcomes.update(await self.process_batch([plan.raw]))
+                return outcomes
+            if plans:
+                assert self.errors is not None
+                self.errors.report(exc, where="callback transaction", key=plans[0].raw.dedupe_key)
+                failures = [(plans[0], exc)]
+                outcomes[plans[0].raw.id] = "failed"
+        for plan, error in failures:
+            outcomes[plan.raw.id] = await self._failed(plan.raw, error)
+        self._observe(outcomes, time.perf_counter() - started)
+        return outcomes
+
+    async def _plan(self, raw: StoredRawEvent) -> _Plan:
+        """Parse and prefetch, outside any transaction."""
+        plan = _Plan(raw)
+        try:
+            plan.event = parse_event(raw.body, channel=raw.channel, account=raw.account)
+        except CallbackXmlError as exc:
+            plan.reason = f"unparseable: {exc}"
+            return plan
+        if isinstance(plan.event, UnknownEvent):
+            plan.reason = plan.event.reason
+            return plan
+        plan.handlers = [reg for router in self.routers for reg in self._matching(router.handlers, plan.event)]
+        if not plan.handlers:
+            plan.reason = f"no handler for {type(plan.event).__name__}"
+            return plan
+        plan.available = {**self.services, "event": plan.event, "raw_event_id": raw.id}
+        try:
+            for router in self.routers:
+                for reg in self._matching(router.prefetchers, plan.event):
+                    extra = await _call(reg, plan.available)
+                    if extra:
+                        plan.available.update(extra)
+        except Exception as exc:
+            assert self.errors is not None
+            self.errors.report(exc, where="callback prefetch", key=raw.dedupe_key)
+            plan.error = exc
+        return plan
+
+    async def _apply(self, session: Any, plan: _Plan) -> str:
+        if plan.reason is not None:
+            log.warning("dead-lettering callback %s: %s", plan.raw.dedupe_key, plan.reason)
+            await raw_events.mark_dead(session, plan.raw.id, plan.reason)
+            return "dead"
+        available = {**plan.available, "session": session}
+        for reg in plan.handlers:
+            await _call(reg, available)
+        return "done"  # marked done in bulk with the rest of the batch
+
+    def _observe(self, outcomes: Mapping[int, str], seconds: float) -> None:
+        if self.metrics is None:
+            return
+        for outcome in outcomes.values():
+            self.metrics.processing_seconds.labels(outcome=outcome).observe(seconds)
+            if outcome == "dead":
+                self.metrics.dead_letters.inc()
+
+    async def _failed(self, raw: StoredRawEvent, exc: Exception) -> str:
+        """Count the failed attempt; dead-letter after too many (the rollback kept nothing)."""
+        try:
+            async with self.db.transaction() as session:
+                attempts = await raw_events.bump_attempts(session, raw.id)
+                if attempts >= self.max_attempts:
+                    await raw_events.mark_dead(session, raw.id, f"handler failed {attempts} times; last error: {exc!r}")
+                    return "dead"
+        except Exception as inner:  # the database itself is failing: the sweeper retries later
+            assert self.errors is not None
+            self.errors.report(inner, where="attempt counter", key=raw.dedupe_key)
+        return "failed"
+
+    # ------------------------------------------------------------------ recovery
+
+    async def sweep(self, *, older_than: timedelta | None = None, batch: int = 100) -> dict[str, int]:
+        """Process every callback still pending (oldest first, in batches); returns outcomes."""
+        outcomes: dict[str, int] = {}
+        after = 0
+        while True:
+            async with self.db.transaction() as session:
+                ids = await raw_events.pending_ids(session, after_id=after, older_than=older_than, limit=batch)
+                raws = await raw_events.get_many(session, ids)
+            if not ids:
+                return outcomes
+            if self.yield_to is not None and not await self.yield_to(self.max_defer):
+                ids, raws = ids[: self.busy_batch_size], raws[: self.busy_batch_size]
+            for outcome in (await self.process_batch(raws)).values():
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            after = ids[-1]
+
+    async def run_sweeper(self, *, interval: float = 30.0, grace: timedelta = timedelta(seconds=30)) -> None:
+        """At start every pending callback, then periodically those older than `grace` (younger
+        ones are normally still being processed by the process that answered them)."""
+        first = True
+        while True:
+            try:
+                outcomes = await self.sweep(older_than=None if first else grace)
+                if outcomes:
+                    log.info("sweeper processed pending callbacks: %s", outcomes)
+                first = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                assert self.errors is not None
+                self.errors.report(exc, where="sweeper", key="pending callbacks")
+            await asyncio.sleep(interval)

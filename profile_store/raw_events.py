@@ -1,0 +1,230 @@
+"""All SQL of `raw_event` and `dead_letter`: the durable inbox of callbacks.
+
+A callback is recorded (status `pending`) before it is answered, processed later in one
+transaction (→ `done`), or dead-lettered with a reason (→ `dead`) and replayable by an operator.
+Claims use FOR UPDATE SKIP LOCKED on PostgreSQL so several `serve` processes never process the
+same callback twice; on SQLite every transaction holds the single write lock (BEGIN IMMEDIATE),
+so the status check inside the transaction is enough.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from profile_store.models import DeadLetter, RawEvent
+
+RAW: Table = RawEvent.__table__  # type: ignore[attr-defined]
+DEAD: Table = DeadLetter.__table__  # type: ignore[attr-defined]
+
+PENDING, DONE, DEAD_STATUS = "pending", "done", "dead"
+
+
+@dataclass(frozen=True)
+class NewRawEvent:
+    """A callback as received, before it has a row."""
+
+    dedupe_key: str
+    channel: str
+    account: str
+    body: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredRawEvent:
+    id: int
+    dedupe_key: str
+    channel: str
+    account: str
+    body: str
+    status: str
+    attempts: int
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class DeadLetterRow:
+    id: int
+    raw_event_id: int
+    reason: str
+    at: datetime
+    replayed_at: datetime | None
+    channel: str
+    account: str
+    dedupe_key: str
+    raw_status: str
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _insert(session: AsyncSession) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(RAW)
+
+
+async def record_batch(session: AsyncSession, events: Sequence[NewRawEvent]) -> dict[str, int]:
+    """Insert callbacks not seen before, in one statement; returns dedupe_key → id of the NEW ones.
+
+    A dedupe key already stored (a Tencent retry, or another process got it first) is skipped by
+    the unique constraint, never by a read-then-write race.
+    """
+    if not events:
+        return {}
+    values = [
+        {
+            "dedupe_key": e.dedupe_key,
+            "channel": e.channel,
+            "account": e.account,
+            "body": e.body,
+            "received_at": e.received_at,
+            "status": PENDING,
+            "attempts": 0,
+        }
+        for e in events
+    ]
+    # One statement compiled once (SQLAlchemy's insertmanyvalues sends it as multi-row VALUES).
+    statement = (
+        _insert(session).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(RAW.c.id, RAW.c.dedupe_key)
+    )
+    result = await session.execute(statement, values)
+    return {key: int(row_id) for row_id, key in result.all()}
+
+
+def _stored(row: Any) -> StoredRawEvent:
+    return StoredRawEvent(
+        id=row.id,
+        dedupe_key=row.dedupe_key,
+        channel=row.channel,
+        account=row.account,
+        body=row.body,
+        status=row.status,
+        attempts=row.attempts,
+        received_at=row.received_at,
+    )
+
+
+async def get(session: AsyncSession, raw_event_id: int) -> StoredRawEvent | None:
+    row = (await session.execute(select(RAW).where(RAW.c.id == raw_event_id))).first()
+    return _stored(row) if row else None
+
+
+async def claim(session: AsyncSession, raw_event_id: int) -> StoredRawEvent | None:
+    """Lock one pending callback for this transaction; None if done, dead or being processed."""
+    statement = select(RAW).where(RAW.c.id == raw_event_id, RAW.c.status == PENDING)
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update(skip_locked=True)
+    row = (await session.execute(statement)).first()
+    return _stored(row) if row else None
+
+
+async def get_many(session: AsyncSession, raw_event_ids: Sequence[int]) -> list[StoredRawEvent]:
+    rows = (await session.execute(select(RAW).where(RAW.c.id.in_(list(raw_event_ids))).order_by(RAW.c.id))).all()
+    return [_stored(row) for row in rows]
+
+
+async def claim_many(session: AsyncSession, raw_event_ids: Sequence[int]) -> set[int]:
+    """Lock the pending ones among `raw_event_ids` for this transaction; returns their ids. Those
+    done, dead or locked by another process's transaction are left out (SKIP LOCKED)."""
+    if not raw_event_ids:
+        return set()
+    statement = select(RAW.c.id).where(RAW.c.id.in_(list(raw_event_ids)), RAW.c.status == PENDING)
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update(skip_locked=True)
+    return {int(i) for i in (await session.execute(statement)).scalars()}
+
+
+async def pending_ids(
+    session: AsyncSession, *, after_id: int = 0, older_than: timedelta | None = None, limit: int = 100
+) -> list[int]:
+    """Pending callbacks in arrival order (the sweeper's work list; each is claimed separately)."""
+    statement = select(RAW.c.id).where(RAW.c.status == PENDING, RAW.c.id > after_id)
+    if older_than is not None:
+        statement = statement.where(RAW.c.received_at <= _now() - older_than)
+    statement = statement.order_by(RAW.c.id).limit(limit)
+    return [int(i) for i in (await session.execute(statement)).scalars()]
+
+
+async def mark_done(session: AsyncSession, raw_event_ids: Sequence[int]) -> None:
+    if raw_event_ids:
+        await session.execute(
+            update(RAW).where(RAW.c.id.in_(list(raw_event_ids))).values(status=DONE, processed_at=_now())
+        )
+
+
+async def mark_dead(session: AsyncSession, raw_event_id: int, reason: str) -> None:
+    """Dead-letter a callback with its reason (kept for an operator to list and replay)."""
+    now = _now()
+    await session.execute(update(RAW).where(RAW.c.id == raw_event_id).values(status=DEAD_STATUS, processed_at=now))
+    await session.execute(DEAD.insert().values(raw_event_id=raw_event_id, reason=reason, at=now))
+
+
+async def bump_attempts(session: AsyncSession, raw_event_id: int) -> int:
+    """Count one failed processing attempt of a pending callback; returns the new count."""
+    result = await session.execute(
+        update(RAW)
+        .where(RAW.c.id == raw_event_id, RAW.c.status == PENDING)
+        .values(attempts=RAW.c.attempts + 1)
+        .returning(RAW.c.attempts)
+    )
+    value = result.scalar_one_or_none()
+    return int(value) if value is not None else 0
+
+
+async def list_dead_letters(session: AsyncSession, *, include_replayed: bool = False) -> list[DeadLetterRow]:
+    statement = (
+        select(
+            DEAD.c.id,
+            DEAD.c.raw_event_id,
+            DEAD.c.reason,
+            DEAD.c.at,
+            DEAD.c.replayed_at,
+            RAW.c.channel,
+            RAW.c.account,
+            RAW.c.dedupe_key,
+            RAW.c.status,
+        )
+        .join(RAW, RAW.c.id == DEAD.c.raw_event_id)
+        .order_by(DEAD.c.id)
+    )
+    if not include_replayed:
+        statement = statement.where(DEAD.c.replayed_at.is_(None))
+    return [DeadLetterRow(*row) for row in (await session.execute(statement)).all()]
+
+
+async def replay(session: AsyncSession, dead_letter_ids: Sequence[int] | None = None) -> list[int]:
+    """Put dead-lettered callbacks back to pending (all when `dead_letter_ids` is None).
+
+    Stamps `replayed_at` on the dead letters and returns the raw_event ids now pending again; a
+    dead letter already replayed is not replayed twice.
+    """
+    chosen = select(DEAD.c.raw_event_id).where(DEAD.c.replayed_at.is_(None))
+    if dead_letter_ids is not None:
+        chosen = chosen.where(DEAD.c.id.in_(list(dead_letter_ids)))
+    raw_ids = sorted({int(i) for i in (await session.execute(chosen)).scalars()})
+    if not raw_ids:
+        return []
+    now = _now()
+    stamp = update(DEAD).where(DEAD.c.replayed_at.is_(None), DEAD.c.raw_event_id.in_(raw_ids))
+    if dead_letter_ids is not None:
+        stamp = stamp.where(DEAD.c.id.in_(list(dead_letter_ids)))
+    await session.execute(stamp.values(replayed_at=now))
+    await session.execute(
+        update(RAW)
+        .where(RAW.c.id.in_(raw_ids), RAW.c.status == DEAD_STATUS)
+        .values(status=PENDING, attempts=0, processed_at=None)
+    )
+    return raw_ids
+
+
+async def counts_by_status(session: AsyncSession) -> dict[str, int]:
+    rows = (await session.execute(select(RAW.c.status, func.count()).group_by(RAW.c.status))).all()
+    return {status: int(n) for status, n in rows}

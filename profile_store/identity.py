@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from profile_store.bulk import dialect_of, stage, temp_table
+from profile_store.bulk import dialect_of, rowcount, stage, temp_table
 from profile_store.db import LOCK_IDENTITY, lock_for
 from profile_store.normalize import Identifier, normalize_phone
 from profile_store.pii import PiiVault
@@ -130,24 +130,28 @@ class IdentityGraph:
         await self.lock(session)
         sealed_by_phone: dict[str, tuple[str, str]] = {}
         link_rows: dict[str, list[tuple[str, str, str | None]]] = {}
+        key_of: dict[tuple[Identifier, ...], str] = {}  # rows repeat identifier sets: hash each once
         row_links: list[tuple[str, str, str]] = []
         for sighting in sightings:
-            stored: list[tuple[str, str, str | None]] = []
-            for ident in sighting.identifiers:
-                if ident.kind == "phone":
-                    if ident.value not in sealed_by_phone:
-                        sealed_by_phone[ident.value] = (
-                            self.vault.lookup_hash(ident.value),
-                            self.vault.encrypt(ident.value),
-                        )
-                    hashed, sealed = sealed_by_phone[ident.value]
-                    stored.append(("phone", hashed, sealed))
-                else:
-                    stored.append((ident.kind, ident.value, None))
-            if not stored:
+            idents = tuple(sighting.identifiers)
+            if not idents:
                 continue
-            key = self.link_key((kind, value) for kind, value, _ in stored)
-            link_rows.setdefault(key, stored)
+            key = key_of.get(idents)
+            if key is None:
+                stored: list[tuple[str, str, str | None]] = []
+                for ident in idents:
+                    if ident.kind == "phone":
+                        if ident.value not in sealed_by_phone:
+                            sealed_by_phone[ident.value] = (
+                                self.vault.lookup_hash(ident.value),
+                                self.vault.encrypt(ident.value),
+                            )
+                        hashed, sealed = sealed_by_phone[ident.value]
+                        stored.append(("phone", hashed, sealed))
+                    else:
+                        stored.append((ident.kind, ident.value, None))
+                key = key_of[idents] = self.link_key((kind, value) for kind, value, _ in stored)
+                link_rows.setdefault(key, stored)
             row_links.append((sighting.source, sighting.source_key, key))
         if not row_links:
             return
@@ -165,7 +169,7 @@ class IdentityGraph:
                 "ON CONFLICT (kind, value) DO NOTHING"
             )
         )
-        new_links = (
+        new_links = rowcount(
             await session.execute(
                 text(
                     "INSERT INTO link (link_key, person_id, resolved, first_seen_at) "
@@ -173,7 +177,7 @@ class IdentityGraph:
                     "ON CONFLICT (link_key) DO NOTHING"
                 )
             )
-        ).rowcount
+        )
         if new_links:
             await session.execute(
                 text(
@@ -184,19 +188,18 @@ class IdentityGraph:
                     "ON CONFLICT (link_id, node_id) DO NOTHING"
                 )
             )
-        # Point each row at its link. A row that moves to a link already resolved (it was seen
-        # again with other identifiers) makes that link pending, so resolve re-attributes it.
+        # Every link these rows carry is pending: resolve then gives each row its link's person
+        # (it rewrites only rows whose person differs, so a known link costs a lookup).
+        await session.execute(
+            text(
+                "UPDATE link SET resolved = false WHERE resolved = true"
+                " AND link_key IN (SELECT DISTINCT link_key FROM _qm_sight)"
+            )
+        )
+        # Point each row at its link (a row seen again with other identifiers moves to another).
         await temp_table(session, "_qm_row_link", "source TEXT, source_key TEXT, link_key TEXT")
         await stage(session, "_qm_row_link", ("source", "source_key", "link_key"), row_links)
         for source, (table, key) in SOURCE_TABLES.items():
-            moved = (
-                f"SELECT r.link_key FROM _qm_row_link r JOIN {table} t ON t.{key} = r.source_key"
-                f" WHERE r.source = :source AND t.link_key IS DISTINCT FROM r.link_key"
-            )
-            await session.execute(
-                text(f"UPDATE link SET resolved = false WHERE resolved = true AND link_key IN ({moved})"),
-                {"source": source},
-            )
             await session.execute(
                 text(
                     f"UPDATE {table} SET link_key = r.link_key FROM _qm_row_link r"
@@ -402,16 +405,19 @@ class IdentityGraph:
             else:
                 pid = mint_person_id()
                 chosen_by_root[root] = pid
-                new_persons.append({"pid": pid, "anchor": min(nodes), "now": now})
+                new_persons.append({"pid": pid, "anchor": min(nodes)})
         report.persons_created = len(new_persons)
 
         if new_persons:
+            await temp_table(session, "_qm_new_person", "person_id TEXT, anchor_node_id BIGINT")
+            await stage(session, "_qm_new_person", ("person_id", "anchor_node_id"),
+                        [(p["pid"], p["anchor"]) for p in new_persons])
             await session.execute(
                 text(
                     "INSERT INTO person (person_id, anchor_node_id, status, merged_into, created_at, updated_at)"
-                    " VALUES (:pid, :anchor, 'active', NULL, :now, :now)"
+                    " SELECT person_id, anchor_node_id, 'active', NULL, :now, :now FROM _qm_new_person"
                 ),
-                new_persons,
+                {"now": now},
             )
         active_now = set(chosen_by_root.values())
         reactivate = [
@@ -536,7 +542,7 @@ class IdentityGraph:
                         f" WHERE {table}.link_key = l.link_key AND {table}.person_id IS DISTINCT FROM l.person_id"
                     )
                 )
-                report.changed_rows += max(result.rowcount or 0, 0)
+                report.changed_rows += rowcount(result)
             await session.execute(
                 text(
                     "UPDATE order_item SET person_id = o.person_id FROM orders o"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -156,7 +156,13 @@ class Link(SQLModel, table=True):
     the graph grows with distinct identifier sets, not with rows; each source row keeps the
     `link_key` it was seen with, and takes its person through it."""
 
-    __table_args__ = (Index("ix_link_pending", "resolved"),)
+    # Only pending links are indexed: the index stays small however large the graph grows.
+    __table_args__ = (
+        Index(
+            "ix_link_pending", "id",
+            postgresql_where=text("resolved = false"), sqlite_where=text("resolved = 0"),
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     link_key: str = Field(unique=True)
     person_id: str | None = Field(default=None, index=True)

@@ -129,7 +129,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('link_key')
     )
     with op.batch_alter_table('link', schema=None) as batch_op:
-        batch_op.create_index('ix_link_pending', ['resolved'], unique=False)
+        batch_op.create_index('ix_link_pending', ['id'], unique=False,
+                              postgresql_where=sa.text('resolved = false'), sqlite_where=sa.text('resolved = 0'))
         batch_op.create_index(batch_op.f('ix_link_person_id'), ['person_id'], unique=False)
 
     op.create_table('link_node',

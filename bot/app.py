@@ -61,9 +61,7 @@ def create_app(
     database = db or Database(settings.database_url)
     metrics = Metrics()
     graph = IdentityGraph(PiiVault(settings.secret_key), settings.identity_blocklist)
-    # SQLite has a single writer: this process's writers take turns on one asyncio lock.
-    write_gate = asyncio.Lock() if database.is_sqlite else None
-    recorder = Recorder(database, write_gate=write_gate)
+    recorder = Recorder(database)
     services: dict[str, Any] = {"graph": graph, "settings": settings, "db": database, "wecom": wecom}
     services["wechat"] = dict(wechat or {})
     dispatcher = Dispatcher(
@@ -72,7 +70,6 @@ def create_app(
         services,
         metrics=metrics,
         yield_to=recorder.wait_idle,  # answering Tencent comes before processing
-        write_gate=write_gate,
     )
     verifier = CallbackVerifier(settings)  # a malformed EncodingAESKey fails here, at start
 

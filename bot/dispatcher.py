@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import time
@@ -128,9 +127,6 @@ class Dispatcher:
     yield_to: Callable[[float], Awaitable[bool]] | None = None
     max_defer: float = 1.0
     busy_batch_size: int = 10
-    # SQLite has one writer: this process's writers queue on an asyncio lock (FIFO) instead of
-    # on SQLite's busy handler, whose sleeps would delay the records behind a processing batch.
-    write_gate: asyncio.Lock | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -212,7 +208,7 @@ class Dispatcher:
         outcomes: dict[int, str] = {raw.id: "skipped" for raw in raws}
         failures: list[tuple[_Plan, Exception]] = []
         try:
-            async with self.write_gate or contextlib.nullcontext(), self.db.transaction() as session:
+            async with self.db.transaction() as session:
                 claimed = await raw_events.claim_many(session, [plan.raw.id for plan in plans])
                 sightings: list[Sighting] = []
                 for plan in plans:

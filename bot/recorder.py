@@ -9,7 +9,6 @@ keeps throughput close to a bare handler while never answering before the data i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -33,9 +32,8 @@ class RecorderStopped(RuntimeError):
 
 
 class Recorder:
-    def __init__(self, db: Database, *, max_batch: int = 500, write_gate: asyncio.Lock | None = None) -> None:
+    def __init__(self, db: Database, *, max_batch: int = 500) -> None:
         self.db = db
-        self.write_gate = write_gate
         self.max_batch = max_batch
         self._queue: asyncio.Queue[tuple[NewRawEvent, asyncio.Future[Recorded]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
@@ -111,7 +109,7 @@ class Recorder:
         unique: dict[str, NewRawEvent] = {}
         for event, _future in batch:
             unique.setdefault(event.dedupe_key, event)
-        async with self.write_gate or contextlib.nullcontext(), self.db.transaction() as session:
+        async with self.db.transaction() as session:
             new_ids = await raw_events.record_batch(session, list(unique.values()))
         answered: set[str] = set()
         for event, future in batch:

@@ -9,3 +9,37 @@ DEADLETTER_COLUMNS = ("编号", "回调编号", "渠道", "账号", "去重键",
 DEADLETTER_REPLAYED = "已重新排队 {count} 条回调，运行中的服务会尽快处理。"
 DEADLETTER_NOTHING_TO_REPLAY = "没有可重放的死信。"
 DEADLETTER_REPLAY_NEEDS_TARGET = "请给出死信编号，或使用 --all 重放全部。"
+
+# ---------------------------------------------------------------- `qianmian demo`
+DEMO_TITLE = "千面 qianmian 演示：模拟器 + 机器人 + 示例零售商（无需任何账号）"
+DEMO_GENERATED = (
+    "已生成示例零售商：{customers} 位顾客，共 {rows} 行 CSV（门店、导购、商品、会员、订单、事件），位于 {path}"
+)
+DEMO_IMPORTED = (
+    "导入完成：{rows} 行已入库，{rejected} 行被拒（原因见 {rejects}）；"
+    "识别为 {persons} 位顾客（One ID），发现 {shared} 个共用标识（如门店手机号），它们不合并任何人。"
+)
+DEMO_STARTED = "企业微信/公众号模拟器：{sim}\n机器人已启动：{bot}（回调地址 /wecom/callback、/wechat/callback/<appid>）"
+DEMO_SCENE_MEMBER_SCAN = "场景一：老会员进店，扫描门店企微二维码添加导购"
+DEMO_SCENE_NEW_FOLLOWER = "场景二：新顾客扫描门店公众号二维码关注"
+DEMO_SCENE_FOLLOWER_ADDS_GUIDE = "场景三：同一位新顾客随后添加导购企微（同一 unionid → 合并为同一人）"
+DEMO_SCENE_COUPON = "场景四：新顾客领取 30 元无门槛券并在门店核销"
+DEMO_SCENE_RETRY = "场景五：腾讯未及时收到应答，重发同一条回调"
+DEMO_SCENE_FORGED = "场景六：伪造签名的回调"
+DEMO_SCENE_POS_EXPORT = "场景七：晚间 POS 导出到达：新顾客在收银台注册会员并消费"
+DEMO_CARD = (
+    "  顾客 {person}｜会员姓名 {names}\n"
+    "  标识：{ids}\n"
+    "  已付订单 {orders} 笔，共 {amount:.2f} 元｜事件：{events}"
+)
+DEMO_HISTORY = "  {at} {action}：{why}"
+DEMO_NO_PERSON = "  （尚未识别到这位顾客）"
+DEMO_RETRY_RESULT = "  重发的回调同样得到 HTTP {status} 应答；事件总数 {before} → {after}（只记录一次）。"
+DEMO_FORGED_RESULT = "  伪造回调被拒绝：HTTP {status}，未写入任何数据。"
+DEMO_TRY = (
+    "机器人仍在 {bot} 运行。在另一个终端试试：\n"
+    "  curl {bot}/healthz ; curl {bot}/metrics\n"
+    "  DATABASE_URL={db_url} QIANMIAN_SECRET_KEY=$(cat {secret_file}) .venv/bin/qianmian export profiles\n"
+    "  DATABASE_URL={db_url} .venv/bin/qianmian deadletter list"
+)
+DEMO_RUNNING = "按 Ctrl-C 结束演示。"

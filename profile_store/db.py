@@ -67,6 +67,7 @@ class Database:
         if self.is_sqlite:
             _setup_sqlite(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._write_gate: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -78,8 +79,17 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commits on success, rolls back on any error."""
-        async with self.sessions() as session, session.begin():
+        """One unit of work: commits on success, rolls back on any error.
+
+        SQLite has one writer (every transaction is BEGIN IMMEDIATE): this process's transactions
+        queue on an asyncio lock, first come first served, instead of blocking driver threads in
+        SQLite's busy handler. Other processes still meet the busy handler.
+        """
+        if self._write_gate is None:
+            async with self.sessions() as session, session.begin():
+                yield session
+            return
+        async with self._write_gate, self.sessions() as session, session.begin():
             yield session
 
     async def migrate(self) -> None:

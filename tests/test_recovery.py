@@ -21,6 +21,7 @@ from sqlalchemy import text
 from bot.app import create_app
 from bot.callback_xml import CallbackEvent
 from bot.dispatcher import Dispatcher, Router
+from bot.simulator.server import TencentSimulator
 from profile_store import raw_events
 from profile_store.db import Database
 from tests import callback_kit as kit
@@ -51,15 +52,21 @@ async def _scalar(db: Database, sql: str) -> Any:
 async def test_pending_callbacks_are_processed_at_startup(db: Database, db_url: str, aiohttp_client: Any) -> None:
     async with db.transaction() as session:
         await raw_events.record_batch(session, _pending(6))
-    settings = kit.make_settings(db_url, corp_id="ww1", secret="s", agent_id="1", api_base="http://127.0.0.1:9")
-    await aiohttp_client(create_app(settings, db=db, sweep_interval=3600))
+    async with TencentSimulator() as sim:  # followers it does not know: user/info answers at once
+        settings = kit.make_settings(db_url, corp_id=sim.corp_id, secret=sim.corp_secret,
+                                     agent_id=str(sim.agent_id), api_base=sim.base_url)
+        await aiohttp_client(create_app(settings, db=db, sweep_interval=3600))
+        await _wait_settled(db)
+    assert await _scalar(db, "SELECT COUNT(*) FROM raw_event WHERE status = 'done'") == 6
+    assert await _scalar(db, "SELECT COUNT(*) FROM event WHERE type = 'follow' AND person_id IS NOT NULL") == 6
+
+
+async def _wait_settled(db: Database) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:  # polling the database: the sweeper runs in the app
         if not await _scalar(db, "SELECT COUNT(*) FROM raw_event WHERE status = 'pending'"):
             break
         await asyncio.sleep(0.05)
-    assert await _scalar(db, "SELECT COUNT(*) FROM raw_event WHERE status = 'done'") == 6
-    assert await _scalar(db, "SELECT COUNT(*) FROM event WHERE type = 'follow' AND person_id IS NOT NULL") == 6
 
 
 async def test_concurrent_sweepers_process_each_callback_once(db_url: str) -> None:

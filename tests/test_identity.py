@@ -7,6 +7,7 @@ import csv
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -49,7 +50,7 @@ def oracle_partition(sightings: Iterable[Sighting], blocklist: Iterable[tuple[st
         keys = [(i.kind, i.value) for i in s.identifiers if (i.kind, i.value) not in shared]
         for k in keys:
             find(k)
-        for a, b in zip(keys, keys[1:], strict=False):
+        for a, b in pairwise(keys):
             parent[find(a)] = find(b)
     groups: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
     for k in parent:

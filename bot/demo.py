@@ -1,0 +1,245 @@
+"""`qianmian demo`: the whole product on this machine, with no account and no setting.
+
+It makes a secret key, generates a sample retailer with the project's own seeded generator,
+imports it, starts the WeCom/WeChat simulator and the bot on loopback, and plays customers
+through real encrypted callbacks (the simulator's driver encrypts with wechatpy, as Tencent
+would): a member scanning a store QR, a new follower who later adds a guide, a coupon, a
+Tencent retry, a forged call, and the evening's POS export. It prints what happened in plain
+language and keeps the bot running for further commands from another terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from rich.console import Console
+
+from bot import texts
+from bot.app import GRAPH, create_app
+from bot.settings import Settings
+from bot.simulator.driver import CallbackDriver
+from bot.simulator.server import TencentSimulator
+from profile_store import lookup, raw_events
+from profile_store.db import Database
+from profile_store.generator import generate
+from profile_store.identity import IdentityGraph
+from profile_store.importer import Importer, ImportReport
+from profile_store.lookup import PersonCard, person_card
+from profile_store.pii import PiiVault
+
+DEMO_TOKEN = "qianmiandemo"
+DEMO_AES_KEY = "qianmianDemoEncodingAESKey0123456789abcdefg"  # 43 characters, demo only
+DEMO_SEED = 2026
+
+
+@dataclass
+class DemoOutcome:
+    """What the demo established (its own test reads this)."""
+
+    bot_url: str
+    member_person: str
+    follower_person: str
+    follower_merged_with_contact: bool
+    duplicate_recorded_once: bool
+    forged_status: int
+    import_report: ImportReport | None = None
+
+
+def demo_secret(workdir: Path) -> str:
+    """The demo's own secret key, made once and kept beside its database (never in git)."""
+    path = workdir / ".secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+async def run_demo(
+    workdir: Path, *, customers: int = 300, port: int = 8080, keep_running: bool = True,
+    console: Console | None = None,
+) -> DemoOutcome:
+    out = console or Console()
+    workdir.mkdir(parents=True, exist_ok=True)
+    for old in workdir.glob("demo.db*"):
+        old.unlink()  # every demo starts from the same retailer
+    secret = demo_secret(workdir)
+    db_url = f"sqlite:///{workdir / 'demo.db'}"
+
+    out.rule(texts.DEMO_TITLE)
+    data = workdir / "data"
+    shutil.rmtree(data, ignore_errors=True)
+    generated = generate(data, customers=customers, seed=DEMO_SEED)
+    out.print(texts.DEMO_GENERATED.format(customers=customers, rows=sum(generated.rows.values()), path=data))
+
+    db = Database(db_url)
+    await db.migrate()
+    vault = PiiVault(secret)
+    graph = IdentityGraph(vault)
+    report = await Importer(db, vault, graph).run(data, workdir / "rejects.csv")
+    async with db.transaction() as session:
+        shared = await lookup.count_shared_identifiers(session)
+    out.print(texts.DEMO_IMPORTED.format(
+        rows=sum(f.imported for f in report.files), rejected=sum(f.rejected for f in report.files),
+        persons=report.persons, shared=shared, rejects=report.rejects_path))
+
+    async with TencentSimulator() as sim:
+        sim.add_official_account("wx_demo_brand", "demo-oa-secret")
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]  # the demo never reads the operator's .env
+            DATABASE_URL=db_url, QIANMIAN_SECRET_KEY=secret,
+            WECOM_CORP_ID=sim.corp_id, WECOM_AGENT_ID=str(sim.agent_id), WECOM_SECRET=sim.corp_secret,
+            WECOM_TOKEN=DEMO_TOKEN, WECOM_AES_KEY=DEMO_AES_KEY,
+            WECHAT_APP_ID="wx_demo_brand", WECHAT_APP_SECRET="demo-oa-secret",
+            WECHAT_TOKEN=DEMO_TOKEN, WECHAT_AES_KEY=DEMO_AES_KEY,
+            WECOM_API_BASE=sim.base_url, WECHAT_API_BASE=sim.base_url,
+            QIANMIAN_PUBLIC_URL=f"http://127.0.0.1:{port}", PORT=port,
+        )
+        app = create_app(settings, db=db)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", port)
+        await site.start()
+        bot_url = f"http://127.0.0.1:{port}"
+        out.print(texts.DEMO_STARTED.format(sim=sim.base_url, bot=bot_url))
+        try:
+            driver = CallbackDriver.from_settings(settings, bot_url, sim=sim)
+            async with driver:
+                outcome = await _play(out, db, app[GRAPH], sim, driver, settings, workdir, bot_url)
+            outcome.import_report = report
+            out.rule()
+            out.print(texts.DEMO_TRY.format(bot=bot_url, db_url=db_url, secret_file=workdir / ".secret"))
+            if keep_running:
+                out.print(texts.DEMO_RUNNING)
+                await asyncio.Event().wait()  # until Ctrl-C
+            return outcome
+        finally:
+            await runner.cleanup()
+            await db.dispose()
+
+
+async def _settled(db: Database, within: float = 10.0) -> None:
+    """Wait until the bot has processed every callback it answered."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        async with db.transaction() as session:
+            if (await raw_events.counts_by_status(session)).get("pending", 0) == 0:
+                return
+        await asyncio.sleep(0.05)
+
+
+async def _card(db: Database, graph: IdentityGraph, kind: str, value: str) -> PersonCard | None:
+    async with db.transaction() as session:
+        person = await graph.person_for(session, kind, value)
+        return await person_card(session, graph, person) if person else None
+
+
+def _show(out: Console, card: PersonCard | None) -> None:
+    if card is None:
+        out.print(texts.DEMO_NO_PERSON)
+        return
+    ids = "; ".join(f"{kind} {', '.join(values)}" for kind, values in sorted(card.identities.items()))
+    out.print(texts.DEMO_CARD.format(
+        person=card.person_id, names="、".join(card.member_names) or "—", ids=ids,
+        orders=card.orders_paid, amount=card.amount_paid_fen / 100,
+        events="、".join(f"{k}×{v}" for k, v in card.events.items()) or "—"))
+    for at, action, why in card.history:
+        out.print(texts.DEMO_HISTORY.format(at=f"{at:%Y-%m-%d %H:%M:%S}", action=action, why=why))
+
+
+async def _play(
+    out: Console, db: Database, graph: IdentityGraph, sim: TencentSimulator, driver: CallbackDriver,
+    settings: Settings, workdir: Path, bot_url: str,
+) -> DemoOutcome:
+    async with db.transaction() as session:
+        member = await lookup.a_member_with_unionid(session)
+        store_id, guide, second_guide = await lookup.a_store_with_two_guides(session)
+    if member is None or member.unionid is None:
+        raise RuntimeError("the generated retailer has no member with a unionid")
+
+    # 1. A member walks into a store and scans the store's WeCom QR code.
+    out.rule(texts.DEMO_SCENE_MEMBER_SCAN)
+    first_scan = await driver.wecom_add_external_contact(
+        guide, "wmDemoMember0001", state=f"store_{store_id}", unionid=member.unionid, name=member.name)
+    await _settled(db)
+    card = await _card(db, graph, "external_userid", "wmDemoMember0001")
+    _show(out, card)
+    member_person = card.person_id if card else ""
+
+    # 2. A new customer follows the official account through the store's parametric QR code...
+    out.rule(texts.DEMO_SCENE_NEW_FOLLOWER)
+    unionid = "oUDemoNewFollower01"
+    await driver.oa_subscribe("oDemoNewFollower01", scene=f"store_{store_id}", unionid=unionid)
+    await _settled(db)
+    follower = await _card(db, graph, "openid", "wx_demo_brand/oDemoNewFollower01")
+    _show(out, follower)
+    # ... and adds a guide on WeCom the same day: WeCom knows the same unionid.
+    out.rule(texts.DEMO_SCENE_FOLLOWER_ADDS_GUIDE)
+    await driver.wecom_add_external_contact(second_guide, "wmDemoNewcomer0001", state=f"guide_{second_guide}",
+                                            unionid=unionid, name="新顾客")
+    await _settled(db)
+    contact = await _card(db, graph, "external_userid", "wmDemoNewcomer0001")
+    _show(out, contact)
+    merged = bool(follower and contact and contact.person_id == follower.person_id)
+
+    # 3. The newcomer claims the 30-yuan coupon in WeChat and uses it at the till.
+    out.rule(texts.DEMO_SCENE_COUPON)
+    await driver.oa_user_get_card("oDemoNewFollower01", card_id="C30", code="C30-DEMO-0001", unionid=unionid)
+    await driver.oa_user_consume_card("oDemoNewFollower01", card_id="C30", code="C30-DEMO-0001")
+    await _settled(db)
+    _show(out, await _card(db, graph, "unionid", unionid))
+
+    # 4. Tencent did not hear our answer in time and sends the same callback again.
+    out.rule(texts.DEMO_SCENE_RETRY)
+    async with db.transaction() as session:
+        before = await lookup.count_events(session)
+    retry = await driver.send_wecom(first_scan.xml)  # the member's scan of scene 1, once more
+    await _settled(db)
+    async with db.transaction() as session:
+        after = await lookup.count_events(session)
+    once = retry.ok and after == before
+    out.print(texts.DEMO_RETRY_RESULT.format(status=retry.status, before=before, after=after))
+
+    # 5. Someone who does not hold the token tries to post a callback.
+    out.rule(texts.DEMO_SCENE_FORGED)
+    forged = CallbackDriver(bot_url, corp_id=sim.corp_id, agent_id=str(sim.agent_id), wecom_token="not-the-token",
+                            wecom_aes_key=DEMO_AES_KEY, attempts=1)
+    async with forged:
+        result = await forged.wecom_add_external_contact(guide, "wmForged0001", state=f"store_{store_id}")
+    out.print(texts.DEMO_FORGED_RESULT.format(status=result.status))
+
+    # 6. In the evening the POS export arrives: the newcomer registered at the till and bought.
+    out.rule(texts.DEMO_SCENE_POS_EXPORT)
+    evening = workdir / "pos-evening"
+    shutil.rmtree(evening, ignore_errors=True)
+    evening.mkdir()
+    _write_csv(evening / "members.csv", ["member_id", "phone", "unionid", "name", "gender", "birthday", "city", "level",
+                                         "register_time", "register_channel", "register_store_id"],
+               [["MDEMO0001", "+86 139 0000 2026", unionid, "王小美", "F", "1995-06-18", "上海", "V1",
+                 "2026-11-01 18:20:00", "pos", store_id]])
+    _write_csv(evening / "orders.csv", ["order_id", "channel", "store_id", "paid_at", "amount", "list_amount",
+                                        "coupon_code", "status", "member_id", "phone", "unionid", "miniapp_openid"],
+               [["ODEMO0001", "pos", store_id, "2026-11-01 18:25:00", "569.00", "599.00", "C30-DEMO-0001", "paid",
+                 "MDEMO0001", "13900002026", "", ""]])
+    await Importer(db, graph.vault, graph).run(evening, workdir / "rejects-evening.csv")
+    _show(out, await _card(db, graph, "unionid", unionid))
+
+    return DemoOutcome(
+        bot_url=bot_url, member_person=member_person,
+        follower_person=follower.person_id if follower else "",
+        follower_merged_with_contact=merged, duplicate_recorded_once=once, forged_status=result.status or 0,
+    )
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+

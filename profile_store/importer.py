@@ -1,0 +1,546 @@
+"""`qianmian import DIR`: the CSV files of data.md §2 into the profile store.
+
+Every chunk of every file is one transaction: its rows are staged in a temporary table (COPY on
+PostgreSQL, one executemany on SQLite), merged with set-based `INSERT … SELECT … ON CONFLICT` and
+observed by the identity graph before the commit; the graph resolves the new links after each
+file (or each chunk, `resolve="chunk"`). A kill at any moment therefore leaves whole chunks only,
+each with its observations (links at worst pending, which the next import or `serve` start
+resolves), and running the import again completes it (every key is idempotent; data.md §2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol, TextIO
+
+import pandas as pd
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from profile_store.bulk import dialect_of, stage, temp_table
+from profile_store.db import Database
+from profile_store.identity import IdentityGraph, Sighting
+from profile_store.import_rules import (
+    FILE_COLUMNS,
+    IMPORT_ORDER,
+    Checked,
+    RawChunk,
+    check,
+    raw_line,
+    read_chunks,
+)
+from profile_store.normalize import identifiers_of
+from profile_store.pii import PiiVault
+
+log = logging.getLogger(__name__)
+
+REJECTS_HEADER = ("file", "line", "level", "reason", "row")
+
+# When the identity graph resolves what a chunk observed. "chunk": in the chunk's own transaction
+# (every commit leaves rows fully attributed). "file": once after each file (links stay pending
+# in between, which any later import or `serve` start resolves): each row is written once instead
+# of once per chunk touching its person, the difference between minutes and seconds at 1 M rows.
+ResolveMode = Literal["chunk", "file"]
+
+
+# ---------------------------------------------------------------------------------- reports
+
+
+@dataclass
+class FileReport:
+    file: str
+    read: int = 0  # data rows in the file
+    imported: int = 0  # new rows
+    updated: int = 0  # known key, changed content
+    unchanged: int = 0  # known key (or, for events, a known fact), nothing new
+    rejected: int = 0
+    warnings: int = 0
+    missing_columns: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ImportReport:
+    directory: str
+    rejects_path: str
+    files: list[FileReport] = field(default_factory=list)
+    persons: int = 0
+    run_id: int | None = None
+
+    @property
+    def rejected(self) -> int:
+        return sum(f.rejected for f in self.files)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "directory": self.directory,
+            "rejects_path": self.rejects_path,
+            "files": [asdict(f) for f in self.files],
+            "persons": self.persons,
+        }
+
+
+class Progress(Protocol):
+    """Where the importer reports how far it is (the CLI draws a bar on stderr)."""
+
+    def start(self, file: str, total_bytes: int) -> None: ...
+
+    def update(self, file: str, bytes_read: int) -> None: ...
+
+
+class _NoProgress:
+    def start(self, file: str, total_bytes: int) -> None:
+        pass
+
+    def update(self, file: str, bytes_read: int) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class _Target:
+    """How one file lands in its table."""
+
+    table: str
+    key: tuple[str, ...]
+    columns: dict[str, str]  # column → type: text | bigint | real | timestamp | date
+    source: str | None = None  # identity-graph source of its rows (member | order | event)
+    identity: tuple[str, ...] = ()  # columns whose change means the row must be observed again
+    extra: tuple[str, ...] = ()  # staged and written, but not part of "did the row change"
+
+
+_TARGETS: dict[str, _Target] = {
+    "stores": _Target("store", ("store_id",), {"store_id": "text", "name": "text", "city": "text", "region": "text"}),
+    "products": _Target(
+        "product", ("sku",),
+        {"sku": "text", "name": "text", "category": "text", "brand": "text", "list_price_fen": "bigint"},
+    ),
+    "guides": _Target(
+        "guide", ("guide_id",), {"guide_id": "text", "name": "text", "store_id": "text", "role": "text"}
+    ),
+    "coupons": _Target(
+        "coupon", ("card_id",),
+        {"card_id": "text", "name": "text", "kind": "text", "value": "real", "threshold_fen": "bigint",
+         "valid_days": "bigint"},
+    ),
+    "members": _Target(
+        "member", ("member_id",),
+        {"member_id": "text", "phone_hash": "text", "unionid": "text", "name": "text", "gender": "text",
+         "birthday": "date", "city": "text", "level": "text", "register_time": "timestamp",
+         "register_channel": "text", "register_store_id": "text", "row_seq": "bigint"},
+        source="member", identity=("phone_hash", "unionid"), extra=("row_seq",),
+    ),
+    "orders": _Target(
+        "orders", ("order_id",),
+        {"order_id": "text", "channel": "text", "store_id": "text", "paid_at": "timestamp",
+         "amount_fen": "bigint", "list_amount_fen": "bigint", "coupon_code": "text", "status": "text",
+         "member_id": "text", "phone_hash": "text", "unionid": "text", "miniapp_openid": "text"},
+        source="order", identity=("member_id", "phone_hash", "unionid", "miniapp_openid"),
+    ),
+    "order_items": _Target(
+        "order_item", ("order_id", "line_no"),
+        {"order_id": "text", "line_no": "bigint", "sku": "text", "qty": "bigint", "unit_price_fen": "bigint"},
+    ),
+    "events": _Target(
+        "event", ("event_id",),
+        {"event_id": "text", "fact_key": "text", "type": "text", "occurred_at": "timestamp", "channel": "text",
+         "appid": "text", "openid": "text", "unionid": "text", "miniapp_openid": "text",
+         "external_userid": "text", "member_id": "text", "phone_hash": "text", "guide_id": "text",
+         "store_id": "text", "qr_state": "text", "sku": "text", "category": "text", "card_id": "text",
+         "coupon_code": "text", "campaign_id": "text"},
+        source="event",
+    ),
+}
+
+_PG_CASTS = {"bigint": "BIGINT", "real": "DOUBLE PRECISION", "timestamp": "TIMESTAMP", "date": "DATE"}
+# SQLite keeps times and dates as text in SQLAlchemy's format, which the rules already produce.
+_SQLITE_CASTS = {"bigint": "INTEGER", "real": "REAL"}
+
+
+def _cast(dialect: str, expr: str, kind: str) -> str:
+    casts = _PG_CASTS if dialect == "postgresql" else _SQLITE_CASTS
+    return f"CAST({expr} AS {casts[kind]})" if kind in casts else expr
+
+
+def _differs(dialect: str, left: str, right: str) -> str:
+    return f"{left} IS DISTINCT FROM {right}" if dialect == "postgresql" else f"{left} IS NOT {right}"
+
+
+def _stage_name(target: _Target) -> str:
+    return f"_qm_stg_{target.table}"
+
+
+@dataclass
+class _Prepared:
+    """One chunk, checked and ready to stage."""
+
+    chunk: RawChunk
+    checked: Checked
+    rows: pd.DataFrame  # accepted rows with every staged column
+    columns: list[str]
+    records: list[tuple[Any, ...]]
+    sightings: dict[str, Sighting]
+
+
+# ---------------------------------------------------------------------------------- the import
+
+
+class Importer:
+    """Imports one directory; one instance per run."""
+
+    def __init__(
+        self,
+        db: Database,
+        vault: PiiVault,
+        graph: IdentityGraph,
+        *,
+        tz: str = "Asia/Shanghai",
+        chunk_rows: int = 20_000,
+        resolve: ResolveMode = "file",
+        progress: Progress | None = None,
+    ) -> None:
+        self.db = db
+        self.vault = vault
+        self.graph = graph
+        self.tz = tz
+        self.chunk_rows = chunk_rows
+        self.resolve = resolve
+        self.progress = progress or _NoProgress()
+        self._phone_hashes: dict[str, str] = {}
+        self._member_seq_base = 0
+        # n-th row of each order in order_items.csv (the item's line_no), across chunks.
+        self._item_counts: dict[str, int] = {}
+
+    async def run(self, directory: Path, rejects_path: Path | None = None) -> ImportReport:
+        directory = Path(directory)
+        rejects = Path(rejects_path) if rejects_path else directory / "rejects.csv"
+        present = _files_in(directory)
+        if not present:
+            expected = ", ".join(f"{n}.csv" for n in IMPORT_ORDER)
+            raise FileNotFoundError(f"{directory} holds none of the import files ({expected})")
+        report = ImportReport(directory=str(directory), rejects_path=str(rejects))
+        report.run_id = await self._start_run(str(directory.absolute()))
+        async with self.db.transaction() as session:
+            row = await session.execute(text("SELECT COALESCE(MAX(row_seq), 0) FROM member"))
+            self._member_seq_base = int(row.scalar_one())
+        rejects.parent.mkdir(parents=True, exist_ok=True)
+        with rejects.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(REJECTS_HEADER)
+            for name, path, size in present:
+                report.files.append(await self._import_file(path, name, size, writer, handle))
+        # Observations a resolve has not reached yet (deferred mode, or an earlier killed run).
+        async with self.db.transaction() as session:
+            await self.graph.resolve(session)
+            report.persons = int(
+                (await session.execute(text("SELECT COUNT(*) FROM person WHERE status = 'active'"))).scalar_one()
+            )
+        await self._finish_run(report)
+        return report
+
+    # ------------------------------------------------------------------ runs
+
+    async def _start_run(self, directory: str) -> int:
+        async with self.db.transaction() as session:
+            result = await session.execute(
+                text("INSERT INTO import_run (started_at, source_dir, summary) VALUES (:at, :dir, '') RETURNING id"),
+                {"at": datetime.now(UTC), "dir": directory},
+            )
+            return int(result.scalar_one())
+
+    async def _finish_run(self, report: ImportReport) -> None:
+        async with self.db.transaction() as session:
+            await session.execute(
+                text("UPDATE import_run SET finished_at = :at, summary = :summary WHERE id = :id"),
+                {"at": datetime.now(UTC), "summary": json.dumps(report.as_dict(), ensure_ascii=False),
+                 "id": report.run_id},
+            )
+
+    # ------------------------------------------------------------------ one file
+
+    async def _import_file(self, path: Path, name: str, size: int, writer: Any, handle: TextIO) -> FileReport:
+        file_report = FileReport(file=path.name)
+        self.progress.start(path.name, size)
+        chunks = read_chunks(path, name, self.chunk_rows)
+
+        def produce() -> _Prepared | None:
+            chunk = next(chunks, None)
+            return None if chunk is None else self._prepare_chunk(name, chunk)
+
+        # The next chunk is read and checked in a worker thread while this one is in the
+        # database (SQLite and asyncpg do their work outside the GIL): at most two chunks in memory.
+        upcoming = asyncio.ensure_future(asyncio.to_thread(produce))
+        try:
+            while (ready := await upcoming) is not None:
+                upcoming = asyncio.ensure_future(asyncio.to_thread(produce))
+                chunk, checked = ready.chunk, ready.checked
+                file_report.missing_columns = list(chunk.missing_columns)
+                file_report.read += len(chunk.frame) + len(chunk.unreadable)
+                file_report.rejected += len(checked.rejected) + len(chunk.unreadable)
+                file_report.warnings += len(checked.warnings)
+                self._write_rejects(writer, path.name, chunk.frame, checked, chunk.unreadable)
+                handle.flush()
+                if len(ready.rows):
+                    async with self.db.transaction() as session:
+                        new, updated, unchanged = await self._load(session, name, ready)
+                    file_report.imported += new
+                    file_report.updated += updated
+                    file_report.unchanged += unchanged
+                self.progress.update(path.name, chunk.bytes_read)
+            if self.resolve == "file" and _TARGETS[name].source:
+                async with self.db.transaction() as session:
+                    await self.graph.resolve(session)
+        finally:
+            if not upcoming.done():  # a failure above: let the worker finish before leaving
+                with contextlib.suppress(Exception):
+                    await upcoming
+        return file_report
+
+    def _prepare_chunk(self, name: str, chunk: RawChunk) -> _Prepared:
+        """Everything about a chunk that needs no database (runs in a worker thread)."""
+        checked = check(name, chunk.frame, self.tz)
+        # An item's line_no counts every row of its order, rejected ones too, so fixing a bad
+        # row later gives it its own place instead of renumbering the rows after it.
+        line_no = self._line_numbers(chunk.frame["order_id"]) if name == "order_items" else None
+        rows = self._prepare(name, checked.rows, line_no)
+        target = _TARGETS[name]
+        columns = list(target.columns) + (["keep"] if name == "events" else [])
+        staged = rows[columns].astype(object)
+        staged = staged.where(staged.notna(), None)  # NULL, never a float NaN
+        records = list(staged.itertuples(index=False, name=None))
+        sightings = self._sightings(name, rows) if target.source else {}
+        return _Prepared(chunk, checked, rows, columns, records, sightings)
+
+    def _write_rejects(
+        self,
+        writer: Any,
+        file: str,
+        frame: pd.DataFrame,
+        checked: Checked,
+        unreadable: Sequence[tuple[int, str, list[str]]],
+    ) -> None:
+        entries: list[tuple[int, str, str, str]] = [
+            (line, "rejected", reason, raw_line(fields)) for line, reason, fields in unreadable
+        ]
+        for level, reasons in (("rejected", checked.rejected), ("warning", checked.warnings)):
+            for line, reason in reasons.items():
+                entries.append((int(line), level, reason, raw_line(frame.loc[line].tolist())))
+        for line, level, reason, raw in sorted(entries):
+            writer.writerow((file, line, level, reason, raw))
+
+    # ------------------------------------------------------------------ one chunk
+
+    async def _load(self, session: AsyncSession, name: str, ready: _Prepared) -> tuple[int, int, int]:
+        """Merge one chunk of accepted rows; returns (new, updated, unchanged)."""
+        target = _TARGETS[name]
+        if target.source:
+            # Person-attributed rows: queue behind other identity writers before writing them.
+            await self.graph.lock(session)
+        await temp_table(session, _stage_name(target), ", ".join(f"{c} TEXT" for c in ready.columns))
+        await stage(session, _stage_name(target), ready.columns, ready.records)
+        if name == "events":
+            counts, to_observe = await self._merge_events(session, target)
+        else:
+            counts, to_observe = await self._merge(session, target)
+        if target.source:
+            sightings = [ready.sightings[key] for key in to_observe]
+            if sightings:
+                await self.graph.observe(session, sightings)
+            if self.resolve == "chunk":
+                await self.graph.resolve(session)
+        return counts
+
+    def _prepare(self, name: str, rows: pd.DataFrame, line_no: pd.Series | None) -> pd.DataFrame:
+        """Columns the rules cannot know: phone hashes, member order, item line numbers."""
+        rows = rows.copy()
+        if "phone" in rows.columns:
+            rows["phone_hash"] = rows["phone"].map(self._hash_phone)
+        if name == "members":
+            rows["row_seq"] = (rows.index.to_series() + self._member_seq_base).astype(str)
+            # A member twice in one file: the later row is the record (tags.md "the later row").
+            rows = rows[~rows["member_id"].duplicated(keep="last")]
+        elif name == "order_items":
+            assert line_no is not None
+            rows["line_no"] = line_no.loc[rows.index].astype(str)
+        elif name == "events":
+            # Insert-only facts: the first row of an event_id or of a fact wins; the rest are
+            # duplicates that still get observed (their identifiers are still links).
+            first = ~rows["event_id"].duplicated(keep="first") & ~rows["fact_key"].duplicated(keep="first")
+            rows["keep"] = first.map({True: "1", False: "0"})
+            rows = rows[~rows["event_id"].duplicated(keep="first")]
+        elif name in ("stores", "products", "guides", "coupons", "orders"):
+            rows = rows[~rows[_TARGETS[name].key[0]].duplicated(keep="last")]
+        return rows
+
+    def _hash_phone(self, phone: str | None) -> str | None:
+        if phone is None:
+            return None
+        hashed = self._phone_hashes.get(phone)
+        if hashed is None:
+            if len(self._phone_hashes) > 1_000_000:  # bounded memory on huge files
+                self._phone_hashes.clear()
+            hashed = self._phone_hashes[phone] = self.vault.lookup_hash(phone)
+        return hashed
+
+    def _line_numbers(self, order_ids: pd.Series) -> pd.Series:
+        """n-th row of its order in the file, for every row of this chunk (in file order)."""
+        order_ids = order_ids.str.strip()
+        offset = order_ids.map(self._item_counts).fillna(0).astype("int64")
+        numbers = offset + order_ids.groupby(order_ids).cumcount() + 1
+        for order_id, last in numbers.groupby(order_ids).max().items():
+            self._item_counts[str(order_id)] = int(last)
+        return numbers
+
+    async def _merge(self, session: AsyncSession, target: _Target) -> tuple[tuple[int, int, int], list[str]]:
+        """Upsert staged rows; count new / updated / unchanged; say which rows to observe."""
+        dialect = dialect_of(session)
+        table, stg = target.table, _stage_name(target)
+        key_join = " AND ".join(f"t.{k} = {_cast(dialect, f's.{k}', target.columns[k])}" for k in target.key)
+        compared = [c for c in target.columns if c not in target.key and c not in target.extra]
+        changed = " OR ".join(
+            _differs(dialect, f"t.{c}", _cast(dialect, f"s.{c}", target.columns[c])) for c in compared
+        )
+        identity_changed = " OR ".join(
+            _differs(dialect, f"t.{c}", _cast(dialect, f"s.{c}", target.columns[c])) for c in target.identity
+        ) or "1 = 0"
+        # A row that was never observed has no link yet (a kill between the two cannot happen:
+        # they share the transaction, but a row without identifiers never gets one).
+        observation = "CASE WHEN t.link_key IS NULL THEN 1 ELSE 0 END" if target.source else "0"
+        classified = (
+            await session.execute(
+                text(
+                    f"SELECT s.{target.key[0]},"
+                    f" CASE WHEN t.{target.key[0]} IS NULL THEN 0 WHEN ({changed}) THEN 1 ELSE 2 END,"
+                    f" CASE WHEN t.{target.key[0]} IS NOT NULL AND ({identity_changed}) THEN 1 ELSE 0 END,"
+                    f" {observation}"
+                    f" FROM {stg} s LEFT JOIN {table} t ON {key_join}"
+                )
+            )
+        ).all()
+        counts = [0, 0, 0]
+        to_observe: list[str] = []
+        for key, state, identity_moved, unobserved in classified:
+            counts[state] += 1
+            if target.source and (state == 0 or identity_moved or unobserved):
+                to_observe.append(key)
+
+        columns = list(target.columns)
+        values = [_cast(dialect, f"s.{c}", target.columns[c]) for c in columns]
+        if target.table == "order_item":
+            # Items of an order already attributed take its person now; resolve only revisits
+            # items of orders whose person changes.
+            columns.append("person_id")
+            values.append("(SELECT o.person_id FROM orders o WHERE o.order_id = s.order_id)")
+        updates = ", ".join(f"{c} = excluded.{c}" for c in target.columns if c not in target.key)
+        guard = " OR ".join(_differs(dialect, f"{table}.{c}", f"excluded.{c}") for c in compared)
+        await session.execute(
+            text(
+                f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM {stg} s WHERE true"
+                f" ON CONFLICT ({', '.join(target.key)}) DO UPDATE SET {updates} WHERE {guard}"
+            )
+        )
+        return (counts[0], counts[1], counts[2]), to_observe
+
+    async def _merge_events(
+        self, session: AsyncSession, target: _Target
+    ) -> tuple[tuple[int, int, int], list[str]]:
+        """Insert new facts (a known event_id or fact_key is the same fact: kept as it is)."""
+        dialect = dialect_of(session)
+        stg = _stage_name(target)
+        classified = (
+            await session.execute(
+                text(
+                    "SELECT s.event_id, s.keep,"
+                    " CASE WHEN EXISTS (SELECT 1 FROM event e WHERE e.event_id = s.event_id)"
+                    "   OR EXISTS (SELECT 1 FROM event f WHERE f.fact_key = s.fact_key) THEN 1 ELSE 0 END,"
+                    " CASE WHEN NOT EXISTS (SELECT 1 FROM event g WHERE g.event_id = s.event_id"
+                    "   AND g.link_key IS NOT NULL) THEN 1 ELSE 0 END"
+                    f" FROM {stg} s"
+                )
+            )
+        ).all()
+        new = sum(1 for _, keep, known, _ in classified if keep == "1" and not known)
+        to_observe = [key for key, _, _, unobserved in classified if unobserved]
+        columns = list(target.columns)
+        values = [_cast(dialect, f"s.{c}", target.columns[c]) for c in columns]
+        await session.execute(
+            text(
+                f"INSERT INTO event ({', '.join(columns)}, origin)"
+                f" SELECT {', '.join(values)}, 'import' FROM {stg} s WHERE s.keep = '1'"
+                " ON CONFLICT DO NOTHING"
+            )
+        )
+        return (new, 0, len(classified) - new), to_observe
+
+    @staticmethod
+    def _sightings(name: str, rows: pd.DataFrame) -> dict[str, Sighting]:
+        """Each row's observation by its key (the database then says which rows need one)."""
+        if name == "members":
+            return {
+                k: Sighting("member", k, identifiers_of(member_id=k, phone=p, unionid=u))
+                for k, p, u in zip(rows["member_id"], rows["phone"], rows["unionid"], strict=True)
+            }
+        if name == "orders":
+            return {
+                k: Sighting("order", k, identifiers_of(member_id=m, phone=p, unionid=u, miniapp_openid=mo))
+                for k, m, p, u, mo in zip(
+                    rows["order_id"], rows["member_id"], rows["phone"], rows["unionid"], rows["miniapp_openid"],
+                    strict=True,
+                )
+            }
+        return {
+            k: Sighting(
+                "event", k,
+                identifiers_of(
+                    member_id=m, phone=p, unionid=u, appid=a, openid=o, miniapp_openid=mo, external_userid=x
+                ),
+            )
+            for k, m, p, u, a, o, mo, x in zip(
+                rows["event_id"], rows["member_id"], rows["phone"], rows["unionid"], rows["appid"],
+                rows["openid"], rows["miniapp_openid"], rows["external_userid"], strict=True,
+            )
+        }
+
+
+def _files_in(directory: Path) -> list[tuple[str, Path, int]]:
+    """The import files present, in import order: (name, path, size in bytes)."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} is not a directory")
+    found = []
+    for name in IMPORT_ORDER:
+        path = directory / f"{name}.csv"
+        if path.is_file():
+            found.append((name, path, path.stat().st_size))
+    return found
+
+
+async def import_dir(
+    db: Database,
+    directory: Path,
+    vault: PiiVault,
+    *,
+    graph: IdentityGraph | None = None,
+    rejects_path: Path | None = None,
+    tz: str = "Asia/Shanghai",
+    chunk_rows: int = 20_000,
+    resolve: ResolveMode = "file",
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import every file of data.md §2 found in `directory` (see `Importer`)."""
+    importer = Importer(
+        db, vault, graph or IdentityGraph(vault), tz=tz, chunk_rows=chunk_rows,
+        resolve=resolve, progress=progress,
+    )
+    return await importer.run(directory, rejects_path)
+
+
+__all__ = ["FILE_COLUMNS", "FileReport", "ImportReport", "Importer", "Progress", "import_dir"]

@@ -1,0 +1,147 @@
+"""Read one person: who they are (masked), what we hold of them, and why identifiers are one.
+
+Used by the demo and by operators (`qianmian identity explain`); the portrait of a later issue
+builds on the same reads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Table, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from profile_store.identity import IdentityGraph
+from profile_store.models import IdentityLog
+from profile_store.pii import PiiVault, mask_name, mask_phone
+
+
+@dataclass
+class PersonCard:
+    person_id: str
+    identities: dict[str, list[str]] = field(default_factory=dict)  # phones masked
+    member_names: list[str] = field(default_factory=list)  # masked
+    orders_paid: int = 0
+    amount_paid_fen: int = 0
+    events: dict[str, int] = field(default_factory=dict)
+    history: list[tuple[datetime, str, str]] = field(default_factory=list)  # (when, action, detail)
+
+
+def shown_identity(kind: str, value: str, sealed: str | None, vault: PiiVault, include_pii: bool) -> str:
+    """An identifier as a person may read it: phones decrypted, and masked unless asked not to."""
+    if kind == "phone" and sealed:
+        phone = vault.decrypt(sealed)
+        return phone if include_pii else mask_phone(phone)
+    return value
+
+
+async def person_card(
+    session: AsyncSession, graph: IdentityGraph, person_id: str, *, include_pii: bool = False
+) -> PersonCard | None:
+    """What the profile store holds of one person (a merged id reads its survivor)."""
+    current = await graph.canonical(session, person_id)
+    if current is None:
+        return None
+    card = PersonCard(current)
+    nodes = (
+        await session.execute(
+            text(
+                "SELECT kind, value, sealed FROM identity_node WHERE person_id = :p AND shared = false"
+                " ORDER BY kind, value"
+            ),
+            {"p": current},
+        )
+    ).all()
+    for kind, value, sealed in nodes:
+        card.identities.setdefault(kind, []).append(shown_identity(kind, value, sealed, graph.vault, include_pii))
+    names = (
+        await session.execute(text("SELECT name FROM member WHERE person_id = :p ORDER BY row_seq"), {"p": current})
+    ).scalars().all()
+    card.member_names = [n if include_pii else mask_name(n) for n in names if n]
+    paid = (
+        await session.execute(
+            text("SELECT COUNT(*), COALESCE(SUM(amount_fen), 0) FROM orders WHERE person_id = :p AND status = 'paid'"),
+            {"p": current},
+        )
+    ).one()
+    card.orders_paid, card.amount_paid_fen = int(paid[0]), int(paid[1])
+    card.events = {
+        str(t): int(n)
+        for t, n in (
+            await session.execute(
+                text("SELECT type, COUNT(*) FROM event WHERE person_id = :p GROUP BY type ORDER BY type"),
+                {"p": current},
+            )
+        ).all()
+    }
+    aliases = (
+        await session.execute(text("SELECT person_id FROM person WHERE merged_into = :p"), {"p": current})
+    ).scalars().all()
+    entries = cast(Table, IdentityLog.__table__).c  # typed columns: `at` reads back as a datetime everywhere
+    ids = [current, *aliases]
+    log = (
+        await session.execute(
+            select(entries.at, entries.action, entries.detail)
+            .where(or_(entries.person_id.in_(ids), entries.other_person_id.in_(ids)))
+            .order_by(entries.at, entries.id)
+        )
+    ).all()
+    card.history = [(at, action, _plain(action, detail)) for at, action, detail in log]
+    return card
+
+
+def _plain(action: str, detail: str) -> str:
+    try:
+        data = json.loads(detail) if detail else {}
+    except ValueError:
+        return detail
+    return str(data.get("why", "")) if isinstance(data, dict) else detail
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    member_id: str
+    unionid: str | None
+    name: str
+
+
+async def a_member_with_unionid(session: AsyncSession) -> MemberRow | None:
+    """A member who has bought and whose WeChat unionid we know (the demo's returning customer)."""
+    row = (
+        await session.execute(
+            text(
+                "SELECT m.member_id, m.unionid, m.name FROM member m"
+                " WHERE m.unionid IS NOT NULL AND m.unionid <> '' AND m.person_id IS NOT NULL"
+                " AND EXISTS (SELECT 1 FROM orders o WHERE o.person_id = m.person_id AND o.status = 'paid')"
+                " ORDER BY m.member_id LIMIT 1"
+            )
+        )
+    ).first()
+    return MemberRow(row[0], row[1], row[2]) if row else None
+
+
+async def a_store_with_two_guides(session: AsyncSession) -> tuple[str, str, str]:
+    """(store_id, guide, another guide) of the first store with at least two guides."""
+    rows = (
+        await session.execute(
+            text("SELECT store_id, guide_id FROM guide WHERE role IN ('guide', 'manager') ORDER BY store_id, guide_id")
+        )
+    ).all()
+    by_store: dict[str, list[str]] = {}
+    for store_id, guide_id in rows:
+        by_store.setdefault(store_id, []).append(guide_id)
+    for store_id, guides in by_store.items():
+        if len(guides) >= 2:
+            return store_id, guides[0], guides[1]
+    raise LookupError("no store has two guides")
+
+
+async def count_shared_identifiers(session: AsyncSession) -> int:
+    return int((await session.execute(text("SELECT COUNT(*) FROM identity_node WHERE shared"))).scalar_one())
+
+
+async def count_events(session: AsyncSession) -> int:
+    return int((await session.execute(text("SELECT COUNT(*) FROM event"))).scalar_one())

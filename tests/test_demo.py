@@ -1,0 +1,34 @@
+"""`qianmian demo` end to end: generator, import, simulator, bot and callbacks, as a person runs it."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+
+from rich.console import Console
+
+from bot.demo import run_demo
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_demo_plays_the_story_and_shows_no_phone(tmp_path: Path) -> None:
+    console = Console(record=True, width=200, force_terminal=False)
+    outcome = await run_demo(tmp_path / "demo", customers=120, port=_free_port(), keep_running=False, console=console)
+    printed = console.export_text()
+
+    assert outcome.member_person  # the scanning member was recognised as an existing person
+    assert outcome.follower_merged_with_contact  # OA follower + WeCom contact with one unionid: one person
+    assert outcome.duplicate_recorded_once  # Tencent's retry answered, recorded once
+    assert outcome.forged_status == 403
+    assert "member_id MDEMO0001" in printed and "unionid oUDemoNewFollower01" in printed
+    # Phones are masked in everything the demo prints.
+    assert re.search(r"(?<!\d)1\d{10}(?!\d)", printed) is None
+    assert "139****2026" in printed
+    # The demo's secret stays beside its database, readable by its owner only.
+    assert (tmp_path / "demo" / ".secret").stat().st_mode & 0o077 == 0

@@ -31,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,8 +49,7 @@ SHARED_PHONE_MEMBERS = 3
 SOURCE_TABLES = {"member": ("member", "member_id"), "order": ("orders", "order_id"), "event": ("event", "event_id")}
 
 
-@dataclass(frozen=True)
-class Sighting:
+class Sighting(NamedTuple):
     """One accepted row: the identifiers on it belong to the same person."""
 
     source: str  # member | order | event
@@ -192,8 +192,8 @@ class IdentityGraph:
         # (it rewrites only rows whose person differs, so a known link costs a lookup).
         await session.execute(
             text(
-                "UPDATE link SET resolved = false WHERE resolved = true"
-                " AND link_key IN (SELECT DISTINCT link_key FROM _qm_sight)"
+                "UPDATE link SET resolved = false FROM (SELECT DISTINCT link_key FROM _qm_sight) s"
+                " WHERE link.link_key = s.link_key AND link.resolved = true"
             )
         )
         # Point each row at its link (a row seen again with other identifiers moves to another).

@@ -15,11 +15,14 @@ import contextlib
 import csv
 import json
 import logging
-from collections.abc import Sequence
+import multiprocessing
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol, TextIO
+from queue import Empty
+from typing import Any, Literal, Protocol, TextIO, cast
 
 import pandas as pd
 from sqlalchemy import text
@@ -180,15 +183,218 @@ def _stage_name(target: _Target) -> str:
 
 
 @dataclass
-class _Prepared:
-    """One chunk, checked and ready to stage."""
+class _Ready:
+    """One chunk, read, checked and prepared: exactly what loading it needs (picklable, so a
+    worker process can prepare it while this process writes the previous one)."""
 
-    chunk: RawChunk
-    checked: Checked
-    rows: pd.DataFrame  # accepted rows with every staged column
+    read: int
+    rejected: int
+    warnings: int
+    missing_columns: list[str]
+    bytes_read: int
+    reject_lines: list[tuple[int, str, str, str]]  # (line, level, reason, raw row), in line order
     columns: list[str]
     records: list[tuple[Any, ...]]
     sightings: dict[str, Sighting]
+
+
+class _ChunkPreparer:
+    """Reads and prepares one file chunk by chunk: everything that needs no database. Holds the
+    little state a file needs across chunks (item line numbers, a phone-hash cache)."""
+
+    def __init__(self, name: str, tz: str, vault: PiiVault, member_seq_base: int, chunk_rows: int) -> None:
+        self.name = name
+        self.tz = tz
+        self.vault = vault
+        self.member_seq_base = member_seq_base
+        self.chunk_rows = chunk_rows
+        self._phone_hashes: dict[str, str] = {}
+        # n-th row of each order in order_items.csv (the item's line_no), across chunks.
+        self._item_counts: dict[str, int] = {}
+
+    def chunks(self, path: Path) -> Iterator[_Ready]:
+        for chunk in read_chunks(path, self.name, self.chunk_rows):
+            yield self.prepare(chunk)
+
+    def prepare(self, chunk: RawChunk) -> _Ready:
+        name = self.name
+        checked = check(name, chunk.frame, self.tz)
+        # An item's line_no counts every row of its order, rejected ones too, so fixing a bad
+        # row later gives it its own place instead of renumbering the rows after it.
+        line_no = self._line_numbers(chunk.frame["order_id"]) if name == "order_items" else None
+        rows = self._prepare(name, checked.rows, line_no)
+        target = _TARGETS[name]
+        columns = list(target.columns) + (["keep"] if name == "events" else [])
+        staged = rows[columns].astype(object)
+        staged = staged.where(staged.notna(), None)  # NULL, never a float NaN
+        records = list(staged.itertuples(index=False, name=None)) if len(rows) else []
+        sightings = _sightings(name, rows) if target.source else {}
+        return _Ready(
+            read=len(chunk.frame) + len(chunk.unreadable),
+            rejected=len(checked.rejected) + len(chunk.unreadable),
+            warnings=len(checked.warnings),
+            missing_columns=list(chunk.missing_columns),
+            bytes_read=chunk.bytes_read,
+            reject_lines=_reject_lines(chunk.frame, checked, chunk.unreadable),
+            columns=columns,
+            records=records,
+            sightings=sightings,
+        )
+
+    def _prepare(self, name: str, rows: pd.DataFrame, line_no: pd.Series | None) -> pd.DataFrame:
+        """Columns the rules cannot know: phone hashes, member order, item line numbers."""
+        rows = rows.copy()
+        if "phone" in rows.columns:
+            rows["phone_hash"] = rows["phone"].map(self._hash_phone)
+        if name == "members":
+            rows["row_seq"] = (rows.index.to_series() + self.member_seq_base).astype(str)
+            # A member twice in one file: the later row is the record (tags.md "the later row").
+            rows = rows[~rows["member_id"].duplicated(keep="last")]
+        elif name == "order_items":
+            assert line_no is not None
+            rows["line_no"] = line_no.loc[rows.index].astype(str)
+        elif name == "events":
+            # Insert-only facts: the first row of an event_id or of a fact wins; the rest are
+            # duplicates that still get observed (their identifiers are still links).
+            first = ~rows["event_id"].duplicated(keep="first") & ~rows["fact_key"].duplicated(keep="first")
+            rows["keep"] = first.map({True: "1", False: "0"})
+            rows = rows[~rows["event_id"].duplicated(keep="first")]
+        elif name in ("stores", "products", "guides", "coupons", "orders"):
+            rows = rows[~rows[_TARGETS[name].key[0]].duplicated(keep="last")]
+        return rows
+
+    def _hash_phone(self, phone: str | None) -> str | None:
+        if phone is None:
+            return None
+        hashed = self._phone_hashes.get(phone)
+        if hashed is None:
+            if len(self._phone_hashes) > 1_000_000:  # bounded memory on huge files
+                self._phone_hashes.clear()
+            hashed = self._phone_hashes[phone] = self.vault.lookup_hash(phone)
+        return hashed
+
+    def _line_numbers(self, order_ids: pd.Series) -> pd.Series:
+        """n-th row of its order in the file, for every row of this chunk (in file order)."""
+        order_ids = order_ids.str.strip()
+        offset = order_ids.map(self._item_counts).fillna(0).astype("int64")
+        numbers = offset + order_ids.groupby(order_ids).cumcount() + 1
+        for order_id, last in numbers.groupby(order_ids).max().items():
+            self._item_counts[str(order_id)] = int(last)
+        return numbers
+
+
+def _reject_lines(
+    frame: pd.DataFrame, checked: Checked, unreadable: Sequence[tuple[int, str, list[str]]]
+) -> list[tuple[int, str, str, str]]:
+    entries: list[tuple[int, str, str, str]] = [
+        (line, "rejected", reason, raw_line(fields)) for line, reason, fields in unreadable
+    ]
+    for level, reasons in (("rejected", checked.rejected), ("warning", checked.warnings)):
+        for line, reason in reasons.items():
+            entries.append((int(line), level, reason, raw_line(frame.loc[line].tolist())))
+    return sorted(entries)
+
+
+def _sightings(name: str, rows: pd.DataFrame) -> dict[str, Sighting]:
+    """Each row's observation by its key (the database then says which rows need one)."""
+    if name == "members":
+        return {
+            k: Sighting("member", k, identifiers_of(member_id=k, phone=p, unionid=u))
+            for k, p, u in zip(rows["member_id"], rows["phone"], rows["unionid"], strict=True)
+        }
+    if name == "orders":
+        return {
+            k: Sighting("order", k, identifiers_of(member_id=m, phone=p, unionid=u, miniapp_openid=mo))
+            for k, m, p, u, mo in zip(
+                rows["order_id"], rows["member_id"], rows["phone"], rows["unionid"], rows["miniapp_openid"],
+                strict=True,
+            )
+        }
+    return {
+        k: Sighting(
+            "event", k,
+            identifiers_of(
+                member_id=m, phone=p, unionid=u, appid=a, openid=o, miniapp_openid=mo, external_userid=x
+            ),
+        )
+        for k, m, p, u, a, o, mo, x in zip(
+            rows["event_id"], rows["member_id"], rows["phone"], rows["unionid"], rows["appid"],
+            rows["openid"], rows["miniapp_openid"], rows["external_userid"], strict=True,
+        )
+    }
+
+
+# Files this large are prepared in a worker process: reading and checking CSV is Python work
+# that would otherwise take turns on one core (the GIL) with this process's database work. Small
+# files stay in a thread, where starting a process would cost more than it saves.
+WORKER_PROCESS_BYTES = 8 * 1024 * 1024
+
+
+@asynccontextmanager
+async def _prepared_chunks(
+    preparer: _ChunkPreparer, path: Path, *, worker_process: bool
+) -> AsyncIterator[AsyncIterator[_Ready]]:
+    """The file's prepared chunks, the next one prepared while the current one is written."""
+    if not worker_process:
+        yield _thread_chunks(preparer, path)
+        return
+    context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
+    queue = context.Queue(maxsize=2)
+    worker = context.Process(
+        target=_prepare_in_worker, args=(preparer, path, queue), name=f"qianmian-import-{path.name}", daemon=True
+    )
+    worker.start()
+    try:
+        yield _queued_chunks(queue, worker)
+    finally:
+        if worker.is_alive():
+            worker.terminate()
+        await asyncio.to_thread(worker.join)
+        queue.close()
+
+
+def _prepare_in_worker(preparer: _ChunkPreparer, path: Path, out: Any) -> None:
+    """The worker process: prepares the file's chunks and hands them over one by one (the queue
+    is bounded, so at most a few chunks are in memory). Ends with None, or the exception."""
+    try:
+        for ready in preparer.chunks(path):
+            out.put(ready)
+        out.put(None)
+    except BaseException as exc:
+        out.put(exc)
+
+
+async def _thread_chunks(preparer: _ChunkPreparer, path: Path) -> AsyncIterator[_Ready]:
+    chunks = preparer.chunks(path)
+
+    def produce() -> _Ready | None:
+        return next(chunks, None)
+
+    upcoming = asyncio.ensure_future(asyncio.to_thread(produce))
+    try:
+        while (ready := await upcoming) is not None:
+            upcoming = asyncio.ensure_future(asyncio.to_thread(produce))
+            yield ready
+    finally:
+        if not upcoming.done():  # a failure while loading: let the thread finish before leaving
+            with contextlib.suppress(Exception):
+                await upcoming
+
+
+async def _queued_chunks(queue: Any, worker: Any) -> AsyncIterator[_Ready]:
+    while (item := await asyncio.to_thread(_next_from_worker, queue, worker)) is not None:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _next_from_worker(queue: Any, worker: Any) -> _Ready | BaseException | None:
+    while True:
+        try:
+            return cast(_Ready | BaseException | None, queue.get(timeout=1.0))
+        except Empty:
+            if not worker.is_alive():
+                raise RuntimeError(f"the import worker stopped unexpectedly (exit code {worker.exitcode})") from None
 
 
 # ---------------------------------------------------------------------------------- the import
@@ -215,10 +421,7 @@ class Importer:
         self.chunk_rows = chunk_rows
         self.resolve = resolve
         self.progress = progress or _NoProgress()
-        self._phone_hashes: dict[str, str] = {}
         self._member_seq_base = 0
-        # n-th row of each order in order_items.csv (the item's line_no), across chunks.
-        self._item_counts: dict[str, int] = {}
 
     async def run(self, directory: Path, rejects_path: Path | None = None) -> ImportReport:
         directory = Path(directory)
@@ -270,76 +473,31 @@ class Importer:
     async def _import_file(self, path: Path, name: str, size: int, writer: Any, handle: TextIO) -> FileReport:
         file_report = FileReport(file=path.name)
         self.progress.start(path.name, size)
-        chunks = read_chunks(path, name, self.chunk_rows)
-
-        def produce() -> _Prepared | None:
-            chunk = next(chunks, None)
-            return None if chunk is None else self._prepare_chunk(name, chunk)
-
-        # The next chunk is read and checked in a worker thread while this one is in the
-        # database (SQLite and asyncpg do their work outside the GIL): at most two chunks in memory.
-        upcoming = asyncio.ensure_future(asyncio.to_thread(produce))
-        try:
-            while (ready := await upcoming) is not None:
-                upcoming = asyncio.ensure_future(asyncio.to_thread(produce))
-                chunk, checked = ready.chunk, ready.checked
-                file_report.missing_columns = list(chunk.missing_columns)
-                file_report.read += len(chunk.frame) + len(chunk.unreadable)
-                file_report.rejected += len(checked.rejected) + len(chunk.unreadable)
-                file_report.warnings += len(checked.warnings)
-                self._write_rejects(writer, path.name, chunk.frame, checked, chunk.unreadable)
+        preparer = _ChunkPreparer(name, self.tz, self.vault, self._member_seq_base, self.chunk_rows)
+        async with _prepared_chunks(preparer, path, worker_process=size >= WORKER_PROCESS_BYTES) as chunks:
+            async for ready in chunks:
+                file_report.missing_columns = ready.missing_columns
+                file_report.read += ready.read
+                file_report.rejected += ready.rejected
+                file_report.warnings += ready.warnings
+                for line, level, reason, raw in ready.reject_lines:
+                    writer.writerow((path.name, line, level, reason, raw))
                 handle.flush()
-                if len(ready.rows):
+                if ready.records:
                     async with self.db.transaction() as session:
                         new, updated, unchanged = await self._load(session, name, ready)
                     file_report.imported += new
                     file_report.updated += updated
                     file_report.unchanged += unchanged
-                self.progress.update(path.name, chunk.bytes_read)
-            if self.resolve == "file" and _TARGETS[name].source:
-                async with self.db.transaction() as session:
-                    await self.graph.resolve(session)
-        finally:
-            if not upcoming.done():  # a failure above: let the worker finish before leaving
-                with contextlib.suppress(Exception):
-                    await upcoming
+                self.progress.update(path.name, ready.bytes_read)
+        if self.resolve == "file" and _TARGETS[name].source:
+            async with self.db.transaction() as session:
+                await self.graph.resolve(session)
         return file_report
-
-    def _prepare_chunk(self, name: str, chunk: RawChunk) -> _Prepared:
-        """Everything about a chunk that needs no database (runs in a worker thread)."""
-        checked = check(name, chunk.frame, self.tz)
-        # An item's line_no counts every row of its order, rejected ones too, so fixing a bad
-        # row later gives it its own place instead of renumbering the rows after it.
-        line_no = self._line_numbers(chunk.frame["order_id"]) if name == "order_items" else None
-        rows = self._prepare(name, checked.rows, line_no)
-        target = _TARGETS[name]
-        columns = list(target.columns) + (["keep"] if name == "events" else [])
-        staged = rows[columns].astype(object)
-        staged = staged.where(staged.notna(), None)  # NULL, never a float NaN
-        records = list(staged.itertuples(index=False, name=None))
-        sightings = self._sightings(name, rows) if target.source else {}
-        return _Prepared(chunk, checked, rows, columns, records, sightings)
-
-    def _write_rejects(
-        self,
-        writer: Any,
-        file: str,
-        frame: pd.DataFrame,
-        checked: Checked,
-        unreadable: Sequence[tuple[int, str, list[str]]],
-    ) -> None:
-        entries: list[tuple[int, str, str, str]] = [
-            (line, "rejected", reason, raw_line(fields)) for line, reason, fields in unreadable
-        ]
-        for level, reasons in (("rejected", checked.rejected), ("warning", checked.warnings)):
-            for line, reason in reasons.items():
-                entries.append((int(line), level, reason, raw_line(frame.loc[line].tolist())))
-        for line, level, reason, raw in sorted(entries):
-            writer.writerow((file, line, level, reason, raw))
 
     # ------------------------------------------------------------------ one chunk
 
-    async def _load(self, session: AsyncSession, name: str, ready: _Prepared) -> tuple[int, int, int]:
+    async def _load(self, session: AsyncSession, name: str, ready: _Ready) -> tuple[int, int, int]:
         """Merge one chunk of accepted rows; returns (new, updated, unchanged)."""
         target = _TARGETS[name]
         if target.source:
@@ -358,47 +516,6 @@ class Importer:
             if self.resolve == "chunk":
                 await self.graph.resolve(session)
         return counts
-
-    def _prepare(self, name: str, rows: pd.DataFrame, line_no: pd.Series | None) -> pd.DataFrame:
-        """Columns the rules cannot know: phone hashes, member order, item line numbers."""
-        rows = rows.copy()
-        if "phone" in rows.columns:
-            rows["phone_hash"] = rows["phone"].map(self._hash_phone)
-        if name == "members":
-            rows["row_seq"] = (rows.index.to_series() + self._member_seq_base).astype(str)
-            # A member twice in one file: the later row is the record (tags.md "the later row").
-            rows = rows[~rows["member_id"].duplicated(keep="last")]
-        elif name == "order_items":
-            assert line_no is not None
-            rows["line_no"] = line_no.loc[rows.index].astype(str)
-        elif name == "events":
-            # Insert-only facts: the first row of an event_id or of a fact wins; the rest are
-            # duplicates that still get observed (their identifiers are still links).
-            first = ~rows["event_id"].duplicated(keep="first") & ~rows["fact_key"].duplicated(keep="first")
-            rows["keep"] = first.map({True: "1", False: "0"})
-            rows = rows[~rows["event_id"].duplicated(keep="first")]
-        elif name in ("stores", "products", "guides", "coupons", "orders"):
-            rows = rows[~rows[_TARGETS[name].key[0]].duplicated(keep="last")]
-        return rows
-
-    def _hash_phone(self, phone: str | None) -> str | None:
-        if phone is None:
-            return None
-        hashed = self._phone_hashes.get(phone)
-        if hashed is None:
-            if len(self._phone_hashes) > 1_000_000:  # bounded memory on huge files
-                self._phone_hashes.clear()
-            hashed = self._phone_hashes[phone] = self.vault.lookup_hash(phone)
-        return hashed
-
-    def _line_numbers(self, order_ids: pd.Series) -> pd.Series:
-        """n-th row of its order in the file, for every row of this chunk (in file order)."""
-        order_ids = order_ids.str.strip()
-        offset = order_ids.map(self._item_counts).fillna(0).astype("int64")
-        numbers = offset + order_ids.groupby(order_ids).cumcount() + 1
-        for order_id, last in numbers.groupby(order_ids).max().items():
-            self._item_counts[str(order_id)] = int(last)
-        return numbers
 
     async def _merge(self, session: AsyncSession, target: _Target) -> tuple[tuple[int, int, int], list[str]]:
         """Upsert staged rows; count new / updated / unchanged; say which rows to observe."""
@@ -480,36 +597,6 @@ class Importer:
             )
         )
         return (new, 0, len(classified) - new), to_observe
-
-    @staticmethod
-    def _sightings(name: str, rows: pd.DataFrame) -> dict[str, Sighting]:
-        """Each row's observation by its key (the database then says which rows need one)."""
-        if name == "members":
-            return {
-                k: Sighting("member", k, identifiers_of(member_id=k, phone=p, unionid=u))
-                for k, p, u in zip(rows["member_id"], rows["phone"], rows["unionid"], strict=True)
-            }
-        if name == "orders":
-            return {
-                k: Sighting("order", k, identifiers_of(member_id=m, phone=p, unionid=u, miniapp_openid=mo))
-                for k, m, p, u, mo in zip(
-                    rows["order_id"], rows["member_id"], rows["phone"], rows["unionid"], rows["miniapp_openid"],
-                    strict=True,
-                )
-            }
-        return {
-            k: Sighting(
-                "event", k,
-                identifiers_of(
-                    member_id=m, phone=p, unionid=u, appid=a, openid=o, miniapp_openid=mo, external_userid=x
-                ),
-            )
-            for k, m, p, u, a, o, mo, x in zip(
-                rows["event_id"], rows["member_id"], rows["phone"], rows["unionid"], rows["appid"],
-                rows["openid"], rows["miniapp_openid"], rows["external_userid"], strict=True,
-            )
-        }
-
 
 def _files_in(directory: Path) -> list[tuple[str, Path, int]]:
     """The import files present, in import order: (name, path, size in bytes)."""

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Table, or_, select, text
+from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import SQLModel
 
 from profile_store.identity import IdentityGraph
 from profile_store.models import IdentityLog
@@ -80,7 +80,8 @@ async def person_card(
     aliases = (
         await session.execute(text("SELECT person_id FROM person WHERE merged_into = :p"), {"p": current})
     ).scalars().all()
-    entries = cast(Table, IdentityLog.__table__).c  # typed columns: `at` reads back as a datetime everywhere
+    # Typed columns: `at` reads back as a datetime on SQLite too (a text() query gives a string).
+    entries = SQLModel.metadata.tables[str(IdentityLog.__tablename__)].c
     ids = [current, *aliases]
     log = (
         await session.execute(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _NON_DIGIT = re.compile(r"\D")
 
@@ -14,6 +14,8 @@ def normalize_phone(raw: str | None) -> str | None:
     """Digits only, +86/0086 dropped; None unless a mainland mobile (11 digits starting with 1)."""
     if not raw:
         return None
+    if len(raw) == 11 and raw[0] == "1" and raw.isdigit():
+        return raw  # already clean (the import normalises once; callers may pass it again)
     digits = _NON_DIGIT.sub("", raw)
     if len(digits) == 13 and digits.startswith("86"):
         digits = digits[2:]
@@ -29,9 +31,9 @@ def openid_value(appid: str, openid: str) -> str:
     return f"{appid}/{openid}"
 
 
-@dataclass(frozen=True)
-class Identifier:
-    """One identifier observed on a row: kind and normalised clear value."""
+class Identifier(NamedTuple):
+    """One identifier observed on a row: kind and normalised clear value. (A tuple: millions are
+    made and sent between processes during an import.)"""
 
     kind: str
     value: str

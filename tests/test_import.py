@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
+from profile_store import importer
 from profile_store.db import Database
 from profile_store.importer import import_dir
 from profile_store.pii import PiiVault
@@ -174,6 +175,23 @@ async def test_reimport_changes_nothing(db: Database, sample_dir: Path) -> None:
         assert report.unchanged == report.read - report.rejected
     assert again.persons == first.persons
     assert (sample_dir / "rejects.csv").exists()
+
+
+async def test_files_prepared_in_a_worker_process_import_the_same(
+    db: Database, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Big files are read and checked in a worker process; the result must not depend on it."""
+    await db.migrate()
+    monkeypatch.setattr(importer, "WORKER_PROCESS_BYTES", 0)  # every file through a worker process
+    first = await import_dir(db, sample_dir, VAULT)
+    rejects_from_worker = (sample_dir / "rejects.csv").read_text(encoding="utf-8")
+    before = await snapshot(db)
+    monkeypatch.setattr(importer, "WORKER_PROCESS_BYTES", 1 << 40)  # the same files, in a thread
+    again = await import_dir(db, sample_dir, VAULT)
+    assert await snapshot(db) == before
+    assert (sample_dir / "rejects.csv").read_text(encoding="utf-8") == rejects_from_worker
+    assert all(r.imported == 0 and r.updated == 0 for r in again.files)
+    assert sum(r.rejected for r in first.files) == 8  # the sample's bad rows
 
 
 async def test_money_is_exact_fen(db: Database, sample_dir: Path) -> None:

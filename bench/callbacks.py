@@ -132,7 +132,7 @@ async def main() -> dict[str, object]:
                     externals = build_requests(req_file, sim.corp_id, 6000 * args.seconds, f"{name[0]}{rnd}")
                     if name == "serve":
                         for ext in externals:
-                            sim.add_external_contact(ext, unionid=f"oU{ext}", name="顾客", follow_user=[])
+                            sim.add_external_contact(ext, unionid=f"oU{ext}", name="顾客")
                     stats = await run_wrk(port, req_file, args.seconds, args.connections)
                     if stats["requests"] > len(externals):
                         raise RuntimeError("ran out of distinct callbacks: raise the count")

@@ -101,7 +101,7 @@ async def main() -> dict[str, object]:
     parser.add_argument("--database", default="sqlite", choices=["sqlite", "postgresql"])
     parser.add_argument("--pg-url", default=os.environ.get("QIANMIAN_BENCH_PG", ""))
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -129,7 +129,7 @@ async def main() -> dict[str, object]:
                 for name, port in (("bare", bare_port), ("serve", serve_port)):
                     # Enough distinct callbacks that none repeats within a round.
                     req_file = work / f"{name}-{rnd}.txt"
-                    externals = build_requests(req_file, sim.corp_id, 6000 * args.seconds, f"{name[0]}{rnd}")
+                    externals = build_requests(req_file, sim.corp_id, 25000 * args.seconds, f"{name[0]}{rnd}")
                     if name == "serve":
                         for ext in externals:
                             sim.add_external_contact(ext, unionid=f"oU{ext}", name="顾客")

@@ -64,13 +64,14 @@ async def bare_load(db_url: str, data_dir: Path) -> int:
         for name in ("orders.csv", "events.csv"):
             cols = list(pd.read_csv(data_dir / name, nrows=0).columns)
             for chunk in pd.read_csv(data_dir / name, dtype=str, keep_default_na=False, chunksize=100_000):
+                table = name[:-4]
                 async with db.transaction() as session:
-                    await temp_table(session, "_bench_raw", ", ".join(f"c{i} TEXT" for i in range(len(cols))))
-                    await stage(session, "_bench_raw", [f"c{i}" for i in range(len(cols))],
+                    await temp_table(session, f"_bench_{table}", ", ".join(f"c{i} TEXT" for i in range(len(cols))))
+                    await stage(session, f"_bench_{table}", [f"c{i}" for i in range(len(cols))],
                                 list(chunk.itertuples(index=False, name=None)))
                     await session.execute(text(
-                        f"CREATE TABLE IF NOT EXISTS bench_raw_{name[:-4]} AS SELECT * FROM _bench_raw WHERE false"))
-                    await session.execute(text(f"INSERT INTO bench_raw_{name[:-4]} SELECT * FROM _bench_raw"))
+                        f"CREATE TABLE IF NOT EXISTS bench_raw_{table} AS SELECT * FROM _bench_{table} WHERE false"))
+                    await session.execute(text(f"INSERT INTO bench_raw_{table} SELECT * FROM _bench_{table}"))
                 rows += len(chunk)
     finally:
         await db.dispose()

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from profile_store.bulk import dialect_of, stage, temp_table
 from profile_store.db import Database
-from profile_store.identity import IdentityGraph, Sighting
+from profile_store.identity import ANALYZE_AFTER_ROWS, IdentityGraph, Sighting
 from profile_store.import_rules import (
     FILE_COLUMNS,
     IMPORT_ORDER,
@@ -493,6 +493,11 @@ class Importer:
         if self.resolve == "file" and _TARGETS[name].source:
             async with self.db.transaction() as session:
                 await self.graph.resolve(session)
+        if self.db.is_postgres and file_report.imported + file_report.updated >= ANALYZE_AFTER_ROWS:
+            # Fresh statistics for what follows (the next file's merges, resolves, later queries):
+            # autovacuum may not have looked at a table that grew this much within minutes.
+            async with self.db.transaction() as session:
+                await session.execute(text(f"ANALYZE {_TARGETS[name].table}"))
         return file_report
 
     # ------------------------------------------------------------------ one chunk

@@ -100,3 +100,20 @@ def test_generate_then_import(tmp_path: Path) -> None:
     again = qianmian("import", str(tmp_path / "data"), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "persons:" in again.stdout
+
+
+def test_identity_explain(tmp_path: Path, sample_dir: Path) -> None:
+    assert qianmian("import", str(sample_dir), cwd=tmp_path).returncode == 0
+    # Two member cards on one phone (the sample's M000002 / M000003): one person, phone masked.
+    done = qianmian("identity", "explain", "member_id", "M000002", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "M000002, M000003" in done.stdout
+    assert "131****7436" in done.stdout and "13142177436" not in done.stdout
+    # The same person, asked for by phone in any written form.
+    by_phone = qianmian("identity", "explain", "phone", "+86 131 4217 7436", cwd=tmp_path)
+    assert by_phone.returncode == 0 and by_phone.stdout.splitlines()[0] == done.stdout.splitlines()[0]
+    # A store phone shared by several cards belongs to no one; an unknown kind is a usage error.
+    shared = qianmian("identity", "explain", "phone", "13979262243", cwd=tmp_path)
+    assert shared.returncode == 1 and "shared" in shared.stderr
+    wrong = qianmian("identity", "explain", "wechat", "x", cwd=tmp_path)
+    assert wrong.returncode == 2 and "unknown identifier kind" in wrong.stderr

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -313,8 +314,10 @@ def test_default_base_urls_are_tencents(monkeypatch) -> None:
     for name in ("WECOM_API_BASE", "WECHAT_API_BASE"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert settings.wecom_api_base == "https://qyapi.weixin.qq.com"
-    assert settings.wechat_api_base == "https://api.weixin.qq.com"
+    # Only the configured defaults are read here; no request leaves the machine.
+    wecom, wechat = urlsplit(settings.wecom_api_base), urlsplit(settings.wechat_api_base)
+    assert (wecom.scheme, wecom.hostname) == ("https", "qyapi.weixin.qq.com")
+    assert (wechat.scheme, wechat.hostname) == ("https", "api.weixin.qq.com")
 
 
 async def test_wecom_methods_round_trip(db, http, sim) -> None:

@@ -86,6 +86,9 @@ def create_app(
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await database.migrate()
+        # Links an interrupted import left pending are attributed before any callback is taken.
+        async with database.transaction() as session:
+            await graph.resolve(session)
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.api_timeout_seconds))
         if wecom is None:
             services["wecom"] = _wecom_client(http, database, settings)

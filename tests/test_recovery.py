@@ -177,3 +177,26 @@ async def test_sigkill_during_processing_loses_nothing_answered(db_url: str, tmp
         assert openids == sorted(answered)
     finally:
         await db.dispose()
+
+
+async def test_links_left_pending_are_resolved_when_the_bot_starts(
+    db: Database, db_url: str, aiohttp_client: Any
+) -> None:
+    """An import killed between its rows and its resolve leaves links pending: serve settles them."""
+    from profile_store.identity import IdentityGraph, Sighting
+    from profile_store.normalize import Identifier
+    from profile_store.pii import PiiVault
+    from tests.conftest import TEST_SECRET
+
+    graph = IdentityGraph(PiiVault(TEST_SECRET))
+    async with db.transaction() as session:  # observed, never resolved: what the kill leaves
+        await graph.observe(session, [Sighting("order", "O1", [Identifier("member_id", "M1"),
+                                                               Identifier("unionid", "oU1")])])
+    assert await _scalar(db, "SELECT COUNT(*) FROM link WHERE resolved = false") == 1
+    async with TencentSimulator() as sim:
+        settings = kit.make_settings(db_url, corp_id=sim.corp_id, secret=sim.corp_secret,
+                                     agent_id=str(sim.agent_id), api_base=sim.base_url)
+        await aiohttp_client(create_app(settings, db=db, sweep_interval=3600))
+    assert await _scalar(db, "SELECT COUNT(*) FROM link WHERE resolved = false") == 0
+    async with db.transaction() as session:
+        assert await graph.person_for(session, "member_id", "M1") == await graph.person_for(session, "unionid", "oU1")

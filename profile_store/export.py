@@ -20,8 +20,9 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from profile_store.db import Database
+from profile_store.lookup import shown_identity
 from profile_store.normalize import IDENTIFIER_KINDS
-from profile_store.pii import PiiVault, mask_phone
+from profile_store.pii import PiiVault
 
 # Columns of the CSV format, from tags.md (the JSON lines carry whatever the enricher gives).
 METRIC_KEYS = (
@@ -122,15 +123,12 @@ async def iter_profiles(
 
 
 def _shown(kind: str, value: str, sealed: str | None, vault: PiiVault, include_pii: bool) -> Any:
-    """An identifier as exported: phones decrypted (masked unless PII is asked for), openids as
-    [appid, openid] pairs."""
-    if kind == "phone":
-        phone = vault.decrypt(sealed) if sealed else ""
-        return phone if include_pii else mask_phone(phone)
+    """An identifier as exported: as a person may read it (phones masked unless PII is asked
+    for), and openids as [appid, openid] pairs (runtime.md's profile line)."""
     if kind == "openid":
         appid, _, openid = value.partition("/")
         return [appid, openid]
-    return value
+    return shown_identity(kind, value, sealed, vault, include_pii)
 
 
 async def export_profiles(

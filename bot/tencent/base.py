@@ -189,6 +189,12 @@ class TencentClient:
                 if stored is not None and stored[0] != rejected:
                     return stored
                 if await tokens.acquire_lease(session, self.token_key, owner, now, self._lease_ttl):
+                    # Another process may have stored a token and released the lease between our
+                    # check above and taking it (read committed): look again before fetching.
+                    fresh = await tokens.valid_token(session, self.token_key, now)
+                    if fresh is not None and fresh[0] != rejected:
+                        await tokens.release_lease(session, self.token_key, owner)
+                        return fresh
                     return None
             raise _LeaseBusy
 

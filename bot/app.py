@@ -12,18 +12,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from bot.callbacks import MAX_BODY, CallbackHandlers, CallbackVerifier, verification_middleware
-from bot.dispatcher import Dispatcher, Router
+from bot.corp_tags import CorpTagMirror
+from bot.dispatcher import Dispatcher, ErrorReporter, Router
 from bot.metrics import Metrics
 from bot.recorder import Recorder
+from bot.scheduler import JobScheduler
 from bot.settings import Settings
+from handlers.profiles import on_persons_touched
 from profile_store.db import Database
 from profile_store.identity import IdentityGraph
 from profile_store.pii import PiiVault
@@ -36,6 +40,7 @@ METRICS = web.AppKey("metrics", Metrics)
 RECORDER = web.AppKey("recorder", Recorder)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 GRAPH = web.AppKey("graph", IdentityGraph)
+SCHEDULER = web.AppKey("scheduler", JobScheduler)
 
 
 def default_routers() -> list[Router]:
@@ -62,6 +67,7 @@ def create_app(
     metrics = Metrics()
     graph = IdentityGraph(PiiVault(settings.secret_key), settings.identity_blocklist)
     recorder = Recorder(database)
+    errors = ErrorReporter(metrics)
     services: dict[str, Any] = {"graph": graph, "settings": settings, "db": database, "wecom": wecom}
     services["wechat"] = dict(wechat or {})
     dispatcher = Dispatcher(
@@ -69,8 +75,11 @@ def create_app(
         routers if routers is not None else default_routers(),
         services,
         metrics=metrics,
+        errors=errors,
         yield_to=recorder.wait_idle,  # answering Tencent comes before processing
+        person_hooks=[on_persons_touched(settings)],
     )
+    scheduler = JobScheduler(database, errors, settings.tz)
     verifier = CallbackVerifier(settings)  # a malformed EncodingAESKey fails here, at start
 
     app = web.Application(client_max_size=MAX_BODY, middlewares=[verification_middleware(verifier, metrics)])
@@ -80,6 +89,7 @@ def create_app(
     app[RECORDER] = recorder
     app[DISPATCHER] = dispatcher
     app[GRAPH] = graph
+    app[SCHEDULER] = scheduler
     CallbackHandlers(recorder, dispatcher, metrics).add_routes(app)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
@@ -98,9 +108,15 @@ def create_app(
         sweeper = asyncio.create_task(
             dispatcher.run_sweeper(interval=sweep_interval, grace=sweep_grace), name="callback-sweeper"
         )
+        catch_up = _schedule(scheduler, database, settings, services)
+        scheduler.start()
         try:
             yield
         finally:
+            scheduler.shutdown()
+            if catch_up is not None:
+                catch_up.cancel()
+                await asyncio.gather(catch_up, return_exceptions=True)
             await recorder.stop()  # write what was queued: those requests get their answer
             sweeper.cancel()
             await asyncio.gather(sweeper, return_exceptions=True)
@@ -111,6 +127,34 @@ def create_app(
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+def _schedule(
+    scheduler: JobScheduler, db: Database, settings: Settings, services: Mapping[str, Any]
+) -> asyncio.Task[Any] | None:
+    """The bot's scheduled work: WeCom corp tags from their outbox; the nightly tag refresh
+    (made up at start when today's did not happen). Returns the catch-up task, if any."""
+    from profile_store.tagging.refresh import refresh_all
+
+    mirror = CorpTagMirror(db, services.get("wecom"), per_second=settings.corp_tags_per_second)
+
+    async def mirror_corp_tags() -> None:
+        mirror.wecom = services.get("wecom")  # made in the lifecycle, after create_app
+        await mirror.run_once()
+
+    scheduler.every("corp-tags", settings.corp_tags_interval_seconds, mirror_corp_tags)
+    if settings.tags_refresh_at == "off":
+        return None
+
+    async def refresh(day: Any) -> str:
+        report = await refresh_all(db, day)
+        return f"{report.persons} persons, {report.changes} changes"
+
+    scheduler.daily("tags-refresh", settings.tags_refresh_at, refresh)
+    now = datetime.now(ZoneInfo(settings.tz))
+    if now.strftime("%H:%M") >= settings.tags_refresh_at:
+        return asyncio.create_task(scheduler.run_daily("tags-refresh", refresh), name="tags-refresh-catch-up")
+    return None
 
 
 def _wecom_client(http: aiohttp.ClientSession, db: Database, settings: Settings) -> Any | None:

@@ -11,18 +11,12 @@ Adding a command is one function here: `@app.command("serve")` for a command, or
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import sys
-from collections.abc import Awaitable, Callable
-from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
-from zoneinfo import ZoneInfo
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -33,12 +27,20 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from bot.cli_common import (
+    AsOf,
+    CommandFailed,
+    open_database,
+    parse_as_of,
+    run,
+    settings_or_fail,
+    stderr,
+    stdout_console,
+    today,
+    vault_or_fail,
+)
 from bot.cli_ops import deadletter
-from bot.settings import Settings
-from profile_store.db import Database
-from profile_store.pii import PiiVault
-
-T = TypeVar("T")
+from bot.cli_tags import history_command, labels_app, tags_app
 
 app = typer.Typer(
     name="qianmian",
@@ -49,102 +51,6 @@ app = typer.Typer(
 )
 export_app = typer.Typer(help="Export data from the profile store.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
-
-stderr = Console(stderr=True)
-log = logging.getLogger("qianmian")
-
-
-class CommandFailed(Exception):
-    """A failure the user can act on: its message is printed as it is, exit status 1."""
-
-
-# ---------------------------------------------------------------------------------- plumbing
-
-
-def settings_or_fail() -> Settings:
-    try:
-        settings = Settings()  # type: ignore[call-arg]  # pydantic-settings fills every field from the env
-    except Exception as exc:  # pydantic's validation error names the variable
-        raise CommandFailed(f"invalid configuration: {exc}") from exc
-    # Our own modules log at QIANMIAN_LOG_LEVEL; libraries (alembic's migration chatter) only
-    # when something is wrong.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    level = getattr(logging, settings.log_level.upper(), logging.INFO)
-    for name in ("qianmian", "bot", "handlers", "profile_store", "campaigns", "nlp"):
-        logging.getLogger(name).setLevel(level)
-    return settings
-
-
-def vault_or_fail(settings: Settings) -> PiiVault:
-    """Commands that touch phones need the key that encrypts them."""
-    if not settings.secret_key:
-        raise CommandFailed(
-            "QIANMIAN_SECRET_KEY is not set: it encrypts phones at rest and is needed to read or "
-            "write them. Set it in the environment (or .env), the same value for every process."
-        )
-    return PiiVault(settings.secret_key)
-
-
-async def open_database(settings: Settings) -> Database:
-    """The profile store, migrated to the newest schema."""
-    db = Database(settings.database_url)
-    try:
-        await db.migrate()
-    except Exception as exc:
-        await db.dispose()
-        raise CommandFailed(f"cannot open the database at DATABASE_URL: {exc}") from exc
-    return db
-
-
-def run(main: Callable[[], Awaitable[T]]) -> T:
-    """Run a command's coroutine; a failure becomes one message on stderr and exit status 1."""
-    try:
-        return asyncio.run(main())  # type: ignore[arg-type]
-    except typer.Exit:
-        raise
-    except CommandFailed as exc:
-        stderr.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
-        raise typer.Exit(1) from None
-    except BrokenPipeError:
-        # The reader went away (`| head`): nothing more to say, and nothing to flush at exit.
-        sys.stdout = open(os.devnull, "w")
-        raise typer.Exit(0) from None
-    except (OSError, ValueError) as exc:
-        stderr.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        stderr.print("interrupted")
-        raise typer.Exit(1) from None
-    except Exception as exc:
-        log.debug("command failed", exc_info=True)
-        stderr.print(f"[red]error:[/red] {type(exc).__name__}: {exc}", highlight=False)
-        raise typer.Exit(1) from None
-
-
-def stdout_console() -> Console:
-    """Results on stdout; wide enough for the summary tables when piped to a file."""
-    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 120)
-
-
-def parse_as_of(value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
-
-
-def today(settings: Settings) -> date:
-    """T by default: today in the business time zone."""
-    return datetime.now(ZoneInfo(settings.tz)).date()
-
-
-AsOf = Annotated[
-    str | None,
-    typer.Option("--as-of", help="Compute as of this date (YYYY-MM-DD); default today.", metavar="DATE"),
-]
-
 
 # ---------------------------------------------------------------------------------- import
 
@@ -172,10 +78,14 @@ def import_command(
         Path | None,
         typer.Option("--rejects", help="Where to write the rejects report (default DIR/rejects.csv)."),
     ] = None,
+    refresh_tags: Annotated[
+        bool, typer.Option("--tags/--no-tags", help="Recompute every person's tags afterwards (default).")
+    ] = True,
 ) -> None:
     """Load the CSV files of the data contract; print a summary and write a rejects report."""
     from profile_store.identity import IdentityGraph
     from profile_store.importer import import_dir
+    from profile_store.tagging.refresh import refresh_all
 
     async def main() -> None:
         settings = settings_or_fail()
@@ -193,6 +103,7 @@ def import_command(
                     graph=IdentityGraph(vault, settings.identity_blocklist),
                     rejects_path=rejects, tz=settings.tz, progress=_RichProgress(progress),
                 )
+            tagged = await refresh_all(db, today(settings)) if refresh_tags else None
         finally:
             await db.dispose()
         table = Table(title=f"import {directory}")
@@ -207,6 +118,8 @@ def import_command(
             if f.missing_columns:
                 out.print(f"{f.file}: no column {', '.join(f.missing_columns)} (read as empty)")
         out.print(f"persons: {report.persons}")
+        if tagged is not None:
+            out.print(f"tags: {tagged.persons} persons refreshed, {tagged.changes} tag changes", highlight=False)
         out.print(f"rejects report: {report.rejects_path} ({report.rejected} rejected)", highlight=False)
 
     run(main)
@@ -225,6 +138,7 @@ def export_profiles_command(
 ) -> None:
     """Every person with identities, metrics, tags and labels, one line each."""
     from profile_store.export import export_profiles
+    from profile_store.tagging.refresh import enrich
 
     when = parse_as_of(as_of)
     if fmt not in ("jsonl", "csv"):
@@ -237,7 +151,7 @@ def export_profiles_command(
         try:
             count = await export_profiles(
                 db, sys.stdout, vault, as_of=when or today(settings), fmt=fmt,  # type: ignore[arg-type]
-                include_pii=include_pii,
+                include_pii=include_pii, enrich=enrich,
             )
         finally:
             await db.dispose()
@@ -361,6 +275,9 @@ def identity_explain_command(
 
 
 app.add_typer(deadletter, name="deadletter")
+app.add_typer(tags_app, name="tags")
+app.add_typer(labels_app, name="labels")
+app.command("history")(history_command)
 
 
 def main() -> None:

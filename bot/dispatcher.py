@@ -128,6 +128,8 @@ class Dispatcher:
     max_defer: float = 1.0
     busy_batch_size: int = 10
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    # Awaited inside a batch's transaction with the persons its facts touched (after resolve).
+    person_hooks: list[Callable[[Any, set[str]], Awaitable[None]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.routers = list(self.routers)
@@ -234,7 +236,10 @@ class Dispatcher:
                 if graph is not None and sightings:
                     # One bulk observe and one resolve for every fact of the batch.
                     await graph.observe(session, sightings)
-                    await graph.resolve(session)
+                    resolved = await graph.resolve(session)
+                    touched = resolved.persons | await graph.persons_of(session, sightings)
+                    for hook in self.person_hooks:  # e.g. tags: fresh in the same commit
+                        await hook(session, touched)
         except Exception as exc:
             if len(plans) > 1:  # find the culprit: one transaction per callback
                 for plan in plans:

@@ -7,7 +7,9 @@ from the environment: nothing in the repository carries a real one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -64,6 +66,16 @@ class Settings(BaseSettings):
     api_timeout_seconds: float = Field(5.0, alias="QIANMIAN_API_TIMEOUT")
     api_max_retries: int = Field(3, alias="QIANMIAN_API_MAX_RETRIES")
     log_level: str = Field("INFO", alias="QIANMIAN_LOG_LEVEL")
+    # The nightly full tag refresh (HH:MM business time; "off" disables it). A process that
+    # starts after that time and finds today's refresh not done does it then.
+    tags_refresh_at: str = Field("03:00", alias="QIANMIAN_TAGS_REFRESH_AT", pattern=r"^(off|([01]\d|2[0-3]):[0-5]\d)$")
+    # WeCom corp tags: how often the outbox is looked at, and at most how many calls a second.
+    corp_tags_interval_seconds: float = Field(5.0, gt=0, alias="QIANMIAN_CORP_TAGS_INTERVAL")
+    corp_tags_per_second: float = Field(20.0, gt=0, alias="QIANMIAN_CORP_TAGS_RATE")
+
+    def today(self) -> date:
+        """T by default: today in the business time zone."""
+        return datetime.now(ZoneInfo(self.tz)).date()
 
     @field_validator("wechat_accounts", mode="before")
     @classmethod

@@ -43,3 +43,39 @@ DEMO_TRY = (
     "  DATABASE_URL={db_url} .venv/bin/qianmian deadletter list"
 )
 DEMO_RUNNING = "按 Ctrl-C 结束演示。"
+
+# ---------------------------------------------------------------- tags (tags.md): names people read
+TAG_NAMES = {
+    "lifecycle": "生命周期", "rfm": "RFM分层", "purchase_power": "购买力", "wallet_depth": "钱包深度",
+    "price_orientation": "购买类型", "preferred_category": "偏好品类", "browse_preference": "浏览偏好",
+    "preferred_channel": "偏好渠道", "preferred_store": "常去门店", "core_sku": "核心SKU",
+    "coupon_outstanding": "领券未核销", "coupon_redemption_rate": "券核销率", "is_member": "会员",
+    "oa_follower": "公众号粉丝", "wecom_contact": "企微好友", "guides": "所属导购", "source": "渠道来源",
+    "level": "会员等级", "city": "城市", "gender": "性别", "birthday_month": "生日月",
+}
+TAG_NONE = "无"
+TAG_CHANGE = "{on} {tag} 由 {old} 变为 {new}"
+
+# ---------------------------------------------------------------- operators: tags, history, labels (CLI)
+NO_SUCH_PERSON = "找不到顾客“{identity}”（未知标识，或为共用标识）。"
+TAGS_REFRESHING = "正在计算标签（截至 {as_of}）"
+TAGS_REFRESHED = (
+    "标签已更新：{persons} 位顾客，{changes} 处标签变化，移除 {dropped} 份已合并顾客的档案，用时 {seconds:.1f} 秒。"
+)
+TAGS_SETTINGS_TITLE = "标签规则阈值"
+TAGS_SETTINGS_COLUMNS = ("键", "当前值", "默认值", "含义")
+TAGS_SET_DONE = "已将 {key} 设为 {value}，下次刷新标签时生效（qianmian tags refresh）。"
+TAGS_RESET_DONE = "已将 {key} 恢复为默认值 {value}，下次刷新标签时生效。"
+TAGS_UNKNOWN_KEY = "没有名为 {key} 的规则阈值；可用的有：{keys}"
+TAGS_BAD_VALUE = "{key} 的值“{value}”无效：{reason}"
+HISTORY_TITLE = "顾客 {person} 的标签变化（最新在前）："
+HISTORY_NONE = "顾客 {person} 的标签还没有变化记录。"
+LABEL_ADDED = "已给顾客 {person} 打上标签“{label}”。"
+LABEL_ALREADY = "顾客 {person} 已有标签“{label}”。"
+LABEL_REMOVED = "已去掉顾客 {person} 的标签“{label}”。"
+LABEL_ABSENT = "顾客 {person} 没有标签“{label}”。"
+LABEL_INVALID = "标签“{label}”无效：{reason}"
+LABEL_REASONS = {"empty": "不能为空", "too long": "最多 20 个字", "separator": "不能包含逗号、竖线、分号或换行"}
+LABELS_OF = "顾客 {person} 的标签：{labels}"
+LABEL_LOG_LINE = "  {at} {who} {action}“{label}”"
+LABEL_ACTIONS = {"add": "打上", "remove": "去掉"}

@@ -69,6 +69,9 @@ class ResolveReport:
     newly_shared: int = 0
     changed_rows: int = 0
     details: list[str] = field(default_factory=list)
+    # Every person id the resolve touched, before and after (merged-away ids included): the
+    # persons whose tags must be recomputed.
+    persons: set[str] = field(default_factory=set)
 
 
 def mint_person_id() -> str:
@@ -297,6 +300,7 @@ class IdentityGraph:
         # 4. Name the components.
         assignment = await self._assign_ids(session, components, shared, old_person, report)
 
+        report.persons = {p for p in (*old_person.values(), *assignment.values()) if p}
         # 5. Write back what changed.
         await self._write_back(session, assignment, old_person, link_nodes, link_meta, report)
         return report
@@ -573,6 +577,21 @@ class IdentityGraph:
                 {"k": stored_kind, "v": stored_value},
             )
         ).scalar_one_or_none()
+
+    async def persons_of(self, session: AsyncSession, sightings: Sequence[Sighting]) -> set[str]:
+        """The persons the rows of these sightings belong to now (after a resolve)."""
+        found: set[str] = set()
+        for source, (table, key) in SOURCE_TABLES.items():
+            keys = sorted({s.source_key for s in sightings if s.source == source})
+            if keys:
+                rows = await session.execute(
+                    text(f"SELECT DISTINCT person_id FROM {table} WHERE {key} IN :keys").bindparams(
+                        bindparam("keys", expanding=True)
+                    ),
+                    {"keys": keys},
+                )
+                found.update(p for p in rows.scalars() if p)
+        return found
 
     async def canonical(self, session: AsyncSession, person_id: str) -> str | None:
         """A person_id as it stands now: itself, its survivor if merged, None if gone."""

@@ -146,3 +146,33 @@ async def count_shared_identifiers(session: AsyncSession) -> int:
 
 async def count_events(session: AsyncSession) -> int:
     return int((await session.execute(text("SELECT COUNT(*) FROM event"))).scalar_one())
+
+
+async def find_person(session: AsyncSession, graph: IdentityGraph, identity: str) -> str | None:
+    """The active person an operator names: `kind:value` (e.g. `phone:13812345678`,
+    `openid:wxapp/oXYZ`), a person_id (merged ids lead to their survivor), or a bare value tried
+    as member_id, phone, external_userid, unionid and miniapp_openid in that order."""
+    from profile_store.normalize import IDENTIFIER_KINDS
+
+    value = identity.strip()
+    kind, sep, rest = value.partition(":")
+    if sep and kind in IDENTIFIER_KINDS:
+        person = await graph.person_for(session, kind, rest.strip())
+        return await graph.canonical(session, person) if person else None
+    if sep and kind == "person":
+        return await graph.canonical(session, rest.strip())
+    person = await graph.canonical(session, value)
+    if person:
+        return person
+    for kind in ("member_id", "phone", "external_userid", "unionid", "miniapp_openid"):
+        try:
+            found = await graph.person_for(session, kind, value)
+        except ValueError:
+            continue
+        if found:
+            return await graph.canonical(session, found)
+    return None
+
+
+async def count_active_persons(session: AsyncSession) -> int:
+    return int((await session.execute(text("SELECT COUNT(*) FROM person WHERE status = 'active'"))).scalar_one())

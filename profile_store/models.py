@@ -245,3 +245,134 @@ class ImportRun(SQLModel, table=True):
     finished_at: datetime | None = None
     source_dir: str = ""
     summary: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+# ---------------------------------------------------------------- tags (tags.md) and labels
+
+
+class PersonProfile(SQLModel, table=True):
+    """A person's metrics and tags as of `as_of` (tags.md), one row per active person.
+
+    Money is fen, as everywhere; tag values are stored as exported (Chinese values, 是 or
+    NULL), lists as JSON text, so that history compares them as text and segment queries
+    (commands.md) filter them in SQL."""
+
+    __tablename__ = "profile"
+    person_id: str = Field(primary_key=True)
+    as_of: date
+    computed_at: datetime = Field(default_factory=_utcnow)
+    orders_365d: int = 0
+    amount_365d_fen: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    aov_365d_fen: int | None = Field(default=None, sa_column=Column(BigInteger))
+    max_order_365d_fen: int | None = Field(default=None, sa_column=Column(BigInteger))
+    recency_days: int | None = None
+    last_active_date: date | None = None
+    orders_total: int = 0
+    amount_total_fen: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    lifecycle: str = Field(default="流失", index=True)
+    rfm: str | None = Field(default=None, index=True)
+    purchase_power: str | None = None
+    wallet_depth: str | None = None
+    price_orientation: str | None = None
+    preferred_category: str | None = None
+    browse_preference: str | None = None
+    preferred_channel: str | None = None
+    preferred_store: str | None = None
+    core_sku: str | None = None  # JSON list
+    coupon_outstanding: str | None = None
+    coupon_redemption_rate: float | None = None
+    is_member: str | None = None
+    oa_follower: str | None = None
+    wecom_contact: str | None = None
+    guides: str | None = None  # JSON list
+    source: str | None = None
+    level: str | None = None
+    city: str | None = None
+    gender: str | None = None
+    birthday_month: int | None = None
+
+
+class TagHistory(SQLModel, table=True):
+    """One change of one tag of one person: "2026-10-03 由 忠诚 变为 沉睡"."""
+
+    __tablename__ = "tag_history"
+    __table_args__ = (Index("ix_tag_history_person", "person_id", "tag", "changed_on"),)
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: str
+    tag: str
+    old_value: str | None = None
+    new_value: str | None = None
+    changed_on: date  # the as-of date of the computation that saw the change
+    recorded_at: datetime = Field(default_factory=_utcnow)
+
+
+class TagSetting(SQLModel, table=True):
+    """A retailer's threshold for a tag rule (profile_store.tagging.rules.TagRules)."""
+
+    __tablename__ = "tag_setting"
+    key: str = Field(primary_key=True)
+    value: str
+    updated_by: str = ""
+    updated_at: datetime = Field(default_factory=_utcnow)
+
+
+class PersonLabel(SQLModel, table=True):
+    """A manual label (自定义标签) a marketer or guide put on a person."""
+
+    __tablename__ = "person_label"
+    person_id: str = Field(primary_key=True)
+    label: str = Field(primary_key=True, index=True)
+    added_by: str = ""
+    added_at: datetime = Field(default_factory=_utcnow)
+
+
+class LabelLog(SQLModel, table=True):
+    """Audit of manual labels: who put or removed which label on whom, when."""
+
+    __tablename__ = "label_log"
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: str = Field(index=True)
+    label: str
+    action: str  # add | remove
+    by: str = ""
+    at: datetime = Field(default_factory=_utcnow)
+
+
+class CorpTagSync(SQLModel, table=True):
+    """The WeCom corp tags a guide's customer should carry (outbox of `mark_tag`): `desired` is
+    what our tags say, `mirrored` what WeCom was last told; `dirty` rows wait for the sender."""
+
+    __tablename__ = "corp_tag_sync"
+    __table_args__ = (Index("ix_corp_tag_sync_dirty", "dirty", "next_attempt_at"),)
+    external_userid: str = Field(primary_key=True)
+    userid: str = Field(primary_key=True)  # the guide (WeCom userid)
+    person_id: str = Field(index=True)
+    desired: str = "[]"  # JSON list of tag names
+    mirrored: str = "[]"
+    dirty: bool = True
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=_utcnow)
+    last_error: str = ""
+    updated_at: datetime = Field(default_factory=_utcnow)
+
+
+class CorpTag(SQLModel, table=True):
+    """WeCom's id for one of our corp tags (group 千面), learnt or created once."""
+
+    __tablename__ = "corp_tag"
+    name: str = Field(primary_key=True)
+    tag_id: str
+    group_id: str = ""
+
+
+class JobRun(SQLModel, table=True):
+    """One run of a scheduled job (e.g. the nightly tag refresh of one date): the row makes a run
+    happen once however many `serve` processes schedule it."""
+
+    __tablename__ = "job_run"
+    job: str = Field(primary_key=True)
+    run_key: str = Field(primary_key=True)
+    started_at: datetime = Field(default_factory=_utcnow)
+    finished_at: datetime | None = None
+    owner: str = ""
+    outcome: str = ""

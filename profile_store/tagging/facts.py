@@ -1,0 +1,235 @@
+"""Gather `PersonFacts` for a range of persons, as of T, with aggregates run in the database.
+
+One call covers the persons whose ids fall in [lo, hi] (a page of a full refresh, or one person
+for the incremental path): the same SQL either way, so the incremental result is the full
+refresh's by construction. Each query groups by person in SQL and returns a few rows per person;
+Python only picks winners among them (ties, Unicode order) — never a loop over raw orders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Select
+
+from profile_store.models import Coupon as CouponCard
+from profile_store.models import Event, Member, Order, OrderItem, Product
+from profile_store.tagging.rules import (
+    INTEREST_TYPES,
+    Coupon,
+    MemberRecord,
+    PersonFacts,
+    TagRules,
+    window_start,
+)
+
+ORDERS = Order.__table__  # type: ignore[attr-defined]
+ITEMS = OrderItem.__table__  # type: ignore[attr-defined]
+EVENTS = Event.__table__  # type: ignore[attr-defined]
+MEMBERS = Member.__table__  # type: ignore[attr-defined]
+PRODUCTS = Product.__table__  # type: ignore[attr-defined]
+CARDS = CouponCard.__table__  # type: ignore[attr-defined]
+
+
+def _start(day: date) -> datetime:
+    return datetime.combine(day, time.min)
+
+
+class Windows:
+    """The instants bounding T's windows (business times are naive local)."""
+
+    def __init__(self, as_of: date, rules: TagRules) -> None:
+        self.end = _start(as_of + timedelta(days=1))  # everything before the end of T exists
+        self.year = _start(window_start(as_of, rules.window_days))
+        self.rfm = _start(window_start(as_of, rules.rfm_window_days))
+        self.browse = _start(window_start(as_of, rules.browse_days))
+
+
+async def gather(
+    session: AsyncSession, lo: str, hi: str, as_of: date, rules: TagRules, wanted: Collection[str] | None = None
+) -> dict[str, PersonFacts]:
+    """Facts of every person with lo <= person_id <= hi (restricted to `wanted` when given)."""
+    w = Windows(as_of, rules)
+    facts: dict[str, PersonFacts] = {}
+
+    def of(person_id: str) -> PersonFacts | None:
+        if wanted is not None and person_id not in wanted:
+            return None
+        found = facts.get(person_id)
+        if found is None:
+            found = facts[person_id] = PersonFacts()
+        return found
+
+    async def rows(query: Select[Any]) -> list[Any]:
+        return list((await session.execute(query)).all())
+
+    o = ORDERS.c
+    in_range_o = and_(o.person_id >= lo, o.person_id <= hi, o.status == "paid", o.paid_at < w.end)
+    recent = o.paid_at >= w.year
+
+    # 1. Paid orders: totals, the window's totals, coupons and list prices.
+    for r in await rows(
+        select(
+            o.person_id,
+            func.count(),
+            func.sum(o.amount_fen),
+            func.max(o.paid_at),
+            func.max(case((o.paid_at >= w.rfm, 1), else_=0)),
+            func.sum(case((recent, 1), else_=0)),
+            func.sum(case((recent, o.amount_fen), else_=0)),
+            func.max(case((recent, o.amount_fen))),
+            func.sum(case((and_(recent, o.coupon_code != ""), 1), else_=0)),
+            func.sum(case((recent, func.coalesce(o.list_amount_fen, o.amount_fen)), else_=0)),
+        )
+        .where(in_range_o)
+        .group_by(o.person_id)
+    ):
+        f = of(r[0])
+        if f is None:
+            continue
+        f.orders_total, f.amount_total, f.last_paid = int(r[1]), int(r[2] or 0), r[3]
+        f.paid_in_rfm_window = bool(r[4])
+        f.orders, f.amount = int(r[5] or 0), int(r[6] or 0)
+        f.max_order = None if r[7] is None else int(r[7])
+        f.with_coupon, f.list_amount = int(r[8] or 0), int(r[9] or 0)
+
+    in_window_o = and_(in_range_o, recent)
+    # 2. Channels of the window.
+    for r in await rows(
+        select(o.person_id, o.channel, func.count(), func.sum(o.amount_fen))
+        .where(in_window_o)
+        .group_by(o.person_id, o.channel)
+    ):
+        if (f := of(r[0])) is not None:
+            f.channels[r[1]] = (int(r[2]), int(r[3] or 0))
+    # 3. Stores of the window's pos orders.
+    for r in await rows(
+        select(o.person_id, o.store_id, func.count(), func.max(o.paid_at))
+        .where(in_window_o, o.channel == "pos", o.store_id != "")
+        .group_by(o.person_id, o.store_id)
+    ):
+        if (f := of(r[0])) is not None:
+            f.pos_stores[r[1]] = (int(r[2]), r[3])
+    # 4. Categories bought in the window: Σ qty × unit_price, and when last bought.
+    i, p = ITEMS.c, PRODUCTS.c
+    for r in await rows(
+        select(o.person_id, p.category, func.sum(i.qty * i.unit_price_fen), func.max(o.paid_at))
+        .select_from(ORDERS.join(ITEMS, i.order_id == o.order_id).join(PRODUCTS, p.sku == i.sku))
+        .where(in_window_o, p.category != "")
+        .group_by(o.person_id, p.category)
+    ):
+        if (f := of(r[0])) is not None:
+            f.categories[r[1]] = (int(r[2] or 0), r[3])
+    # 5. Core SKUs: bought in at least N different paid orders of the window.
+    for r in await rows(
+        select(o.person_id, i.sku, func.count(func.distinct(o.order_id)))
+        .select_from(ORDERS.join(ITEMS, i.order_id == o.order_id))
+        .where(in_window_o)
+        .group_by(o.person_id, i.sku)
+        .having(func.count(func.distinct(o.order_id)) >= rules.core_sku_orders)
+    ):
+        if (f := of(r[0])) is not None:
+            f.skus[r[1]] = int(r[2])
+
+    e = EVENTS.c
+    in_range_e = and_(e.person_id >= lo, e.person_id <= hi, e.occurred_at < w.end)
+    # 6. Activity: last event, and whether any (interest) event fell in the window.
+    year_e = e.occurred_at >= w.year
+    for r in await rows(
+        select(
+            e.person_id,
+            func.max(e.occurred_at),
+            func.sum(case((year_e, 1), else_=0)),
+            func.sum(case((and_(year_e, e.type.in_(INTEREST_TYPES)), 1), else_=0)),
+        )
+        .where(in_range_e)
+        .group_by(e.person_id)
+    ):
+        if (f := of(r[0])) is not None:
+            f.last_event, f.events_in_window, f.interest_in_window = r[1], int(r[2] or 0), int(r[3] or 0)
+    # 7. Browsing of the browse window, by category (the event's own, else its product's).
+    category = func.coalesce(func.nullif(e.category, ""), p.category)
+    for r in await rows(
+        select(e.person_id, category, func.count(), func.max(e.occurred_at))
+        .select_from(EVENTS.outerjoin(PRODUCTS, p.sku == e.sku))
+        .where(in_range_e, e.type == "browse", e.occurred_at >= w.browse, category.is_not(None), category != "")
+        .group_by(e.person_id, category)
+    ):
+        if (f := of(r[0])) is not None:
+            f.browsed[r[1]] = (int(r[2]), r[3])
+    # 8. Follow state per official account and contact state per guide: the last event decides
+    #    (ties in time: the later event id).
+    for kind, types, key in (
+        ("follow", ("follow", "unfollow"), e.appid),
+        ("contact", ("add_contact", "del_contact"), e.guide_id),
+    ):
+        ranked = (
+            select(
+                e.person_id.label("person_id"),
+                key.label("holder"),
+                e.type.label("type"),
+                func.row_number()
+                .over(partition_by=(e.person_id, key), order_by=(e.occurred_at.desc(), e.event_id.desc()))
+                .label("n"),
+            )
+            .where(in_range_e, e.type.in_(types), key.is_not(None), key != "")
+            .subquery()
+        )
+        for r in await rows(select(ranked.c.person_id, ranked.c.holder, ranked.c.type).where(ranked.c.n == 1)):
+            f = of(r[0])
+            if f is None or r[2] not in ("follow", "add_contact"):
+                continue
+            if kind == "follow":
+                f.following = True
+            else:
+                f.guides.append(r[1])
+    # 9. Source: the qr_state of the first follow / add_contact / scan carrying one.
+    first = (
+        select(
+            e.person_id.label("person_id"),
+            e.qr_state.label("qr_state"),
+            func.row_number()
+            .over(partition_by=e.person_id, order_by=(e.occurred_at.asc(), e.event_id.asc()))
+            .label("n"),
+        )
+        .where(in_range_e, e.type.in_(("follow", "add_contact", "scan")), e.qr_state.is_not(None), e.qr_state != "")
+        .subquery()
+    )
+    for r in await rows(select(first.c.person_id, first.c.qr_state).where(first.c.n == 1)):
+        if (f := of(r[0])) is not None:
+            f.source = r[1]
+    # 10. Coupons gotten up to T, each with its fate by the end of T (matched by coupon code).
+    fate = EVENTS.alias("fate")
+    consumed = _fate_exists(fate, e.coupon_code, "coupon_consume", w.end)
+    deleted = _fate_exists(fate, e.coupon_code, "coupon_delete", w.end)
+    c = CARDS.c
+    for r in await rows(
+        select(e.person_id, e.occurred_at, c.valid_days, consumed, deleted)
+        .select_from(EVENTS.outerjoin(CARDS, c.card_id == e.card_id))
+        .where(in_range_e, e.type == "coupon_get")
+    ):
+        if (f := of(r[0])) is not None:
+            f.coupons.append(Coupon(r[1], None if r[2] is None else int(r[2]), bool(r[3]), bool(r[4])))
+    # 11. Member records that exist at T.
+    m = MEMBERS.c
+    for r in await rows(
+        select(m.person_id, m.register_time, m.row_seq, m.level, m.city, m.gender, m.birthday).where(
+            m.person_id >= lo, m.person_id <= hi, or_(m.register_time.is_(None), m.register_time < w.end)
+        )
+    ):
+        if (f := of(r[0])) is not None:
+            f.members.append(MemberRecord(r[1], int(r[2] or 0), r[3], r[4] or "", r[5] or None, r[6]))
+    return facts
+
+
+def _fate_exists(fate: Any, code: Any, kind: str, end: datetime) -> ColumnElement[bool]:
+    """Whether a coupon code had a `kind` event by the end of T (a code with no value has none)."""
+    return (
+        select(fate.c.event_id)
+        .where(fate.c.coupon_code == code, fate.c.type == kind, fate.c.occurred_at < end, code != "")
+        .exists()
+    )

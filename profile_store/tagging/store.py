@@ -1,0 +1,148 @@
+"""Write computed profiles: history of every changed tag, then the profile rows — set-based SQL.
+
+A page of profiles is staged into a temporary table (COPY on PostgreSQL), the changes against
+the stored profiles are inserted into `tag_history` by one INSERT … SELECT, and the page is
+upserted. History only moves forward: a computation as of a date before the stored one (a
+back-dated `--as-of` run) rewrites the profile but records no change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, bindparam, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from profile_store.bulk import dialect_of, stage, temp_table
+from profile_store.tagging.rules import Computed, dumps_list
+
+# Tag columns of `profile`, in the order tags.md lists them; each change of one is history.
+TAG_COLUMNS = (
+    "lifecycle",
+    "rfm",
+    "purchase_power",
+    "wallet_depth",
+    "price_orientation",
+    "preferred_category",
+    "browse_preference",
+    "preferred_channel",
+    "preferred_store",
+    "core_sku",
+    "coupon_outstanding",
+    "coupon_redemption_rate",
+    "is_member",
+    "oa_follower",
+    "wecom_contact",
+    "guides",
+    "source",
+    "level",
+    "city",
+    "gender",
+    "birthday_month",
+)
+LIST_TAGS = ("core_sku", "guides")
+# (column, SQL type) of a staged profile row, `computed_at` excepted (set by the statement).
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("person_id", "TEXT"),
+    ("as_of", "DATE"),
+    ("orders_365d", "INTEGER"),
+    ("amount_365d_fen", "BIGINT"),
+    ("aov_365d_fen", "BIGINT"),
+    ("max_order_365d_fen", "BIGINT"),
+    ("recency_days", "INTEGER"),
+    ("last_active_date", "DATE"),
+    ("orders_total", "INTEGER"),
+    ("amount_total_fen", "BIGINT"),
+    *(
+        (c, "DOUBLE PRECISION" if c == "coupon_redemption_rate" else "INTEGER" if c == "birthday_month" else "TEXT")
+        for c in TAG_COLUMNS
+    ),
+)
+NAMES = tuple(c for c, _ in COLUMNS)
+
+
+def profile_row(person_id: str, as_of: date, computed: Computed) -> tuple[Any, ...]:
+    """One staged row: metrics in fen, tags as exported."""
+    metrics, tags = computed.metrics, computed.tags
+    values: dict[str, Any] = {
+        "person_id": person_id,
+        "as_of": as_of,
+        "orders_365d": metrics["orders_365d"],
+        "amount_365d_fen": computed.amount_fen,
+        "aov_365d_fen": computed.aov_fen,
+        "max_order_365d_fen": computed.max_order_fen,
+        "recency_days": metrics.get("recency_days"),
+        "last_active_date": date.fromisoformat(metrics["last_active_date"]) if "last_active_date" in metrics else None,
+        "orders_total": metrics["orders_total"],
+        "amount_total_fen": computed.amount_total_fen,
+    }
+    for column in TAG_COLUMNS:
+        value = tags.get(column)
+        values[column] = dumps_list(value) if column in LIST_TAGS else value
+    return tuple(values[name] for name in NAMES)
+
+
+def stored_tags(row: Any) -> dict[str, Any]:
+    """Tags of a stored `profile` row as exported (lists decoded, absent values left out)."""
+    found: dict[str, Any] = {}
+    for column in TAG_COLUMNS:
+        value = getattr(row, column)
+        if value is None:
+            continue
+        found[column] = json.loads(value) if column in LIST_TAGS else value
+    return found
+
+
+async def write_profiles(session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> int:
+    """History of changed tags, then upsert; returns how many tag changes were recorded."""
+    if not rows:
+        return 0
+    postgres = dialect_of(session) == "postgresql"
+    await temp_table(session, "_qm_profile", ", ".join(f"{c} {t}" for c, t in COLUMNS) + ", PRIMARY KEY (person_id)")
+    if not postgres:  # the aiosqlite driver gets values as SQLAlchemy would store them
+        rows = [tuple(v.isoformat() if isinstance(v, date) else v for v in row) for row in rows]
+    await stage(session, "_qm_profile", NAMES, rows)
+    distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
+    now = bindparam("now", datetime.now(UTC), type_=DateTime(timezone=True))
+    changes = " UNION ALL ".join(
+        f"SELECT s.person_id, '{c}', CAST(p.{c} AS TEXT), CAST(s.{c} AS TEXT), s.as_of"
+        f" FROM _qm_profile s JOIN profile p ON p.person_id = s.person_id"
+        f" WHERE s.{c} {distinct} p.{c} AND s.as_of >= p.as_of"
+        for c in TAG_COLUMNS
+    )
+    result = await session.execute(
+        text(
+            "INSERT INTO tag_history (person_id, tag, old_value, new_value, changed_on, recorded_at)"
+            f" SELECT x.*, :now FROM ({changes}) AS x"
+        ).bindparams(now)
+    )
+    recorded = max(int(getattr(result, "rowcount", 0) or 0), 0)
+    columns = ", ".join(NAMES)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in (*NAMES[1:], "computed_at"))
+    await session.execute(
+        text(
+            f"INSERT INTO profile ({columns}, computed_at) SELECT {columns}, :now FROM _qm_profile WHERE true"
+            f" ON CONFLICT (person_id) DO UPDATE SET {updates}"
+        ).bindparams(now)
+    )
+    return recorded
+
+
+async def drop_inactive(session: AsyncSession, person_ids: Sequence[str] | None = None) -> int:
+    """Remove profiles of ids that are no longer active persons (merged into another, or
+    dissolved by a split); all of them, or among `person_ids`."""
+    query = "DELETE FROM profile WHERE person_id NOT IN (SELECT person_id FROM person WHERE status = 'active')"
+    params: dict[str, Any] = {}
+    if person_ids is not None:
+        if not person_ids:
+            return 0
+        query += " AND person_id IN :ids"
+        params["ids"] = list(person_ids)
+        statement = text(query).bindparams(bindparam("ids", expanding=True))
+    else:
+        statement = text(query)
+    result = await session.execute(statement, params)
+    return max(int(getattr(result, "rowcount", 0) or 0), 0)

@@ -50,7 +50,7 @@ Mask = NDArray[np.bool_]
 
 # ---------------------------------------------------------------- the shape of the data
 
-CHUNK_PERSONS = 20_000  # persons generated and written per transaction (part of what a seed means)
+CHUNK_PERSONS = 10_000  # persons generated and written per transaction (part of what a seed means)
 # Business times are naive local times, kept as whole seconds since EPOCH while generating.
 EPOCH = date(2022, 1, 1)
 END = datetime(2026, 11, 1)  # nothing happens at or after this moment

@@ -40,7 +40,7 @@ from bot.cli_common import (
     vault_or_fail,
 )
 from bot.cli_ops import deadletter
-from bot.cli_tags import history_command, labels_app, tags_app
+from bot.cli_tags import history_command, labels_app, portrait_command, tags_app
 
 app = typer.Typer(
     name="qianmian",
@@ -278,6 +278,7 @@ app.add_typer(deadletter, name="deadletter")
 app.add_typer(tags_app, name="tags")
 app.add_typer(labels_app, name="labels")
 app.command("history")(history_command)
+app.command("portrait")(portrait_command)
 
 
 def main() -> None:

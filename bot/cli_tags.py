@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import texts
 from bot.cli_common import (
@@ -24,7 +27,6 @@ from bot.cli_common import (
     today,
     vault_or_fail,
 )
-from profile_store.db import Database
 from profile_store.identity import IdentityGraph
 from profile_store.labels import LabelError, add_label, label_log, labels_of, remove_label
 from profile_store.lookup import count_active_persons, find_person
@@ -45,12 +47,20 @@ Identity = Annotated[
 By = Annotated[str, typer.Option("--by", help="Who does it (WeCom userid or operator name), for the audit.")]
 
 
-async def _person(db: Database, graph: IdentityGraph, identity: str) -> str:
-    async with db.transaction() as session:
-        person = await find_person(session, graph, identity)
-    if person is None:
-        raise CommandFailed(texts.NO_SUCH_PERSON.format(identity=identity))
-    return person
+@asynccontextmanager
+async def _about(identity: str) -> AsyncIterator[tuple[IdentityGraph, AsyncSession, str]]:
+    """(identity graph, a transaction, the person) for a command about one person."""
+    settings = settings_or_fail()
+    graph = IdentityGraph(vault_or_fail(settings), settings.identity_blocklist)
+    db = await open_database(settings)
+    try:
+        async with db.transaction() as session:
+            person = await find_person(session, graph, identity)
+            if person is None:
+                raise CommandFailed(texts.NO_SUCH_PERSON.format(identity=identity))
+            yield graph, session, person
+    finally:
+        await db.dispose()
 
 
 def _shown(value: Any) -> str:
@@ -167,15 +177,8 @@ def history_command(
     """What changed in a person's tags, and when (newest first)."""
 
     async def main() -> None:
-        settings = settings_or_fail()
-        graph = IdentityGraph(vault_or_fail(settings), settings.identity_blocklist)
-        db = await open_database(settings)
-        try:
-            person = await _person(db, graph, identity)
-            async with db.transaction() as session:
-                changes = await tag_history(session, person, tags=tuple(tag or ()), limit=limit)
-        finally:
-            await db.dispose()
+        async with _about(identity) as (_, session, person):
+            changes = await tag_history(session, person, tags=tuple(tag or ()), limit=limit)
         out = stdout_console()
         if not changes:
             out.print(texts.HISTORY_NONE.format(person=person), highlight=False)
@@ -211,19 +214,13 @@ def label_remove_command(
 
 def _change_label(identity: str, label: str, by: str, *, add: bool) -> None:
     async def main() -> None:
-        settings = settings_or_fail()
-        graph = IdentityGraph(vault_or_fail(settings), settings.identity_blocklist)
-        db = await open_database(settings)
         try:
-            person = await _person(db, graph, identity)
-            async with db.transaction() as session:
+            async with _about(identity) as (_, session, person):
                 changed = await (add_label if add else remove_label)(session, person, label, by)
         except LabelError as exc:
             raise CommandFailed(
                 texts.LABEL_INVALID.format(label=label, reason=texts.LABEL_REASONS.get(str(exc), str(exc)))
             ) from None
-        finally:
-            await db.dispose()
         message = (
             (texts.LABEL_ADDED if changed else texts.LABEL_ALREADY)
             if add
@@ -239,16 +236,9 @@ def label_list_command(identity: Identity) -> None:
     """A person's labels, and who put or removed which, when."""
 
     async def main() -> None:
-        settings = settings_or_fail()
-        graph = IdentityGraph(vault_or_fail(settings), settings.identity_blocklist)
-        db = await open_database(settings)
-        try:
-            person = await _person(db, graph, identity)
-            async with db.transaction() as session:
-                labels = (await labels_of(session, [person])).get(person, [])
-                log = await label_log(session, person)
-        finally:
-            await db.dispose()
+        async with _about(identity) as (_, session, person):
+            labels = (await labels_of(session, [person])).get(person, [])
+            log = await label_log(session, person)
         out = stdout_console()
         out.print(texts.LABELS_OF.format(person=person, labels=_shown(labels)), highlight=False)
         for entry in log:
@@ -259,5 +249,27 @@ def label_list_command(identity: Identity) -> None:
                 ),
                 highlight=False,
             )
+
+    run(main)
+
+
+def portrait_command(
+    identity: Identity,
+    as_of: AsOf = None,
+    include_pii: Annotated[bool, typer.Option("--include-pii", help="Show name and phone unmasked.")] = False,
+) -> None:
+    """The customer's portrait, as a guide receives it."""
+    from bot.portrait_text import render
+    from profile_store.portrait import portrait
+
+    when = parse_as_of(as_of)
+
+    async def main() -> None:
+        async with _about(identity) as (graph, session, person):
+            day = when or today(settings_or_fail())
+            found = await portrait(session, graph, person, day, include_pii=include_pii)
+        if found is None:
+            raise CommandFailed(texts.NO_SUCH_PERSON.format(identity=identity))
+        stdout_console().print(render(found), highlight=False, markup=False)
 
     run(main)

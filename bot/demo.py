@@ -16,22 +16,30 @@ import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from rich.console import Console
 
 from bot import texts
-from bot.app import GRAPH, create_app
+from bot.app import DISPATCHER, GRAPH, create_app
+from bot.corp_tags import CorpTagMirror
+from bot.portrait_text import render
 from bot.settings import Settings
 from bot.simulator.driver import CallbackDriver
 from bot.simulator.server import TencentSimulator
 from profile_store import lookup, raw_events
+from profile_store.corp_tags import queue_corp_tags
 from profile_store.db import Database
 from profile_store.generator import generate
 from profile_store.identity import IdentityGraph
 from profile_store.importer import Importer, ImportReport
+from profile_store.labels import add_label
 from profile_store.lookup import PersonCard, person_card
 from profile_store.pii import PiiVault
+from profile_store.portrait import portrait
+from profile_store.tagging.history import tag_history
+from profile_store.tagging.refresh import refresh_all
 
 DEMO_TOKEN = "qianmiandemo"
 DEMO_AES_KEY = "qianmianDemoEncodingAESKey0123456789abcdefg"  # 43 characters, demo only
@@ -49,6 +57,9 @@ class DemoOutcome:
     duplicate_recorded_once: bool
     forged_status: int
     import_report: ImportReport | None = None
+    member_portrait: str = ""
+    corp_tags_sent: int = 0
+    member_corp_tags: list[str] | None = None
 
 
 def demo_secret(workdir: Path) -> str:
@@ -99,7 +110,14 @@ async def run_demo(
             WECHAT_TOKEN=DEMO_TOKEN, WECHAT_AES_KEY=DEMO_AES_KEY,
             WECOM_API_BASE=sim.base_url, WECHAT_API_BASE=sim.base_url,
             QIANMIAN_PUBLIC_URL=f"http://127.0.0.1:{port}", PORT=port,
+            QIANMIAN_TAGS_REFRESH_AT="off",  # the demo refreshes once, below, and shows it
         )
+        tagged = await refresh_all(db, settings.today())
+        async with db.transaction() as session:
+            lifecycles = await lookup.lifecycle_counts(session)
+        out.print(texts.DEMO_TAGS.format(
+            as_of=settings.today(), persons=tagged.persons,
+            lifecycles="、".join(f"{k} {v}" for k, v in lifecycles.items())))
         app = create_app(settings, db=db)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -110,7 +128,9 @@ async def run_demo(
         try:
             driver = CallbackDriver.from_settings(settings, bot_url, sim=sim)
             async with driver:
-                outcome = await _play(out, db, app[GRAPH], sim, driver, settings, workdir, bot_url)
+                outcome = await _play(
+                    out, db, app[GRAPH], sim, driver, settings, workdir, bot_url, app[DISPATCHER].services["wecom"]
+                )
             outcome.import_report = report
             out.rule()
             out.print(texts.DEMO_TRY.format(bot=bot_url, db_url=db_url, secret_file=workdir / ".secret"))
@@ -155,7 +175,7 @@ def _show(out: Console, card: PersonCard | None) -> None:
 
 async def _play(
     out: Console, db: Database, graph: IdentityGraph, sim: TencentSimulator, driver: CallbackDriver,
-    settings: Settings, workdir: Path, bot_url: str,
+    settings: Settings, workdir: Path, bot_url: str, wecom: Any,
 ) -> DemoOutcome:
     async with db.transaction() as session:
         member = await lookup.a_member_with_unionid(session)
@@ -171,6 +191,7 @@ async def _play(
     card = await _card(db, graph, "external_userid", "wmDemoMember0001")
     _show(out, card)
     member_person = card.person_id if card else ""
+    member_portrait = await _portrait(out, db, graph, member_person, guide, settings)
 
     # 2. A new customer follows the official account through the store's parametric QR code...
     out.rule(texts.DEMO_SCENE_NEW_FOLLOWER)
@@ -193,7 +214,16 @@ async def _play(
     await driver.oa_user_get_card("oDemoNewFollower01", card_id="C30", code="C30-DEMO-0001", unionid=unionid)
     await driver.oa_user_consume_card("oDemoNewFollower01", card_id="C30", code="C30-DEMO-0001")
     await _settled(db)
-    _show(out, await _card(db, graph, "unionid", unionid))
+    newcomer = await _card(db, graph, "unionid", unionid)
+    _show(out, newcomer)
+    if newcomer is not None:
+        async with db.transaction() as session:
+            changes = await tag_history(session, newcomer.person_id)
+        out.print(texts.DEMO_TAG_CHANGES)
+        for change in reversed(changes):
+            out.print("    " + texts.TAG_CHANGE.format(
+                on=change.changed_on, tag=texts.TAG_NAMES.get(change.tag, change.tag),
+                old=_plain(change.old), new=_plain(change.new)))
 
     # 4. Tencent did not hear our answer in time and sends the same callback again.
     out.rule(texts.DEMO_SCENE_RETRY)
@@ -228,13 +258,51 @@ async def _play(
                [["ODEMO0001", "pos", store_id, "2026-11-01 18:25:00", "569.00", "599.00", "C30-DEMO-0001", "paid",
                  "MDEMO0001", "13900002026", "", ""]])
     await Importer(db, graph.vault, graph).run(evening, workdir / "rejects-evening.csv")
-    _show(out, await _card(db, graph, "unionid", unionid))
+    await refresh_all(db, settings.today())
+    evening_card = await _card(db, graph, "unionid", unionid)
+    _show(out, evening_card)
+    if evening_card is not None:
+        await _portrait(out, db, graph, evening_card.person_id, second_guide, settings)
+
+    # 7. Our tags become WeCom corp tags on the customer, so guides see them in the WeCom client.
+    out.rule(texts.DEMO_SCENE_CORP_TAGS)
+    label = "爱穿裙子"
+    async with db.transaction() as session:
+        await add_label(session, member_person, label, by=guide)
+        await queue_corp_tags(session, [member_person])
+    out.print(texts.DEMO_LABEL_PUT.format(guide=guide, label=label))
+    mirrored = await CorpTagMirror(db, wecom, per_second=100).drain()
+    shown = sim.wecom.follow_tag_names("wmDemoMember0001", guide)
+    out.print(texts.DEMO_CORP_TAGS_RESULT.format(sent=mirrored.sent, guide=guide, tags="、".join(shown) or "—"))
 
     return DemoOutcome(
         bot_url=bot_url, member_person=member_person,
         follower_person=follower.person_id if follower else "",
         follower_merged_with_contact=merged, duplicate_recorded_once=once, forged_status=result.status or 0,
+        member_portrait=member_portrait, corp_tags_sent=mirrored.sent, member_corp_tags=shown,
     )
+
+
+def _plain(value: object) -> str:
+    if value is None:
+        return texts.TAG_NONE
+    return "、".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+async def _portrait(
+    out: Console, db: Database, graph: IdentityGraph, person: str, guide: str, settings: Settings
+) -> str:
+    if not person:
+        return ""
+    async with db.transaction() as session:
+        found = await portrait(session, graph, person, settings.today())
+    if found is None:
+        return ""
+    text = render(found)
+    out.print(texts.DEMO_PORTRAIT_INTRO.format(guide=guide))
+    for line in text.splitlines():
+        out.print("    " + line, highlight=False, markup=False)
+    return text
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:

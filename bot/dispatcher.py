@@ -235,9 +235,7 @@ class Dispatcher:
                 graph = self.services.get("graph")
                 if graph is not None and sightings:
                     # One bulk observe and one resolve for every fact of the batch.
-                    await graph.observe(session, sightings)
-                    resolved = await graph.resolve(session)
-                    touched = resolved.persons | await graph.persons_of(session, sightings)
+                    touched = await graph.attribute(session, sightings)
                     for hook in self.person_hooks:  # e.g. tags: fresh in the same commit
                         await hook(session, touched)
         except Exception as exc:

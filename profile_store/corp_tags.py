@@ -125,7 +125,8 @@ async def mark_mirrored(session: AsyncSession, item: PendingTags) -> None:
     """WeCom now carries `item.desired`; still dirty if our tags changed meanwhile."""
     await session.execute(
         text(
-            "UPDATE corp_tag_sync SET mirrored = :m, dirty = (desired <> :m), attempts = 0, last_error = ''"
+            "UPDATE corp_tag_sync SET mirrored = CAST(:m AS TEXT), dirty = (desired <> CAST(:m AS TEXT)), attempts = 0,"
+            " last_error = ''"
             " WHERE external_userid = :e AND userid = :u"
         ),
         {"m": item.desired_text, "e": item.external_userid, "u": item.userid},

@@ -578,6 +578,15 @@ class IdentityGraph:
             )
         ).scalar_one_or_none()
 
+    async def attribute(self, session: AsyncSession, sightings: Sequence[Sighting]) -> set[str]:
+        """Observe these rows' identifiers and resolve; returns every person whose facts may have
+        changed: the rows' persons before and after (a re-observed row can move to another
+        person), and every person the resolve merged, split or created."""
+        before = await self.persons_of(session, sightings)
+        await self.observe(session, sightings)
+        report = await self.resolve(session)
+        return before | report.persons | await self.persons_of(session, sightings)
+
     async def persons_of(self, session: AsyncSession, sightings: Sequence[Sighting]) -> set[str]:
         """The persons the rows of these sightings belong to now (after a resolve)."""
         found: set[str] = set()

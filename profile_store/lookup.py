@@ -176,3 +176,11 @@ async def find_person(session: AsyncSession, graph: IdentityGraph, identity: str
 
 async def count_active_persons(session: AsyncSession) -> int:
     return int((await session.execute(text("SELECT COUNT(*) FROM person WHERE status = 'active'"))).scalar_one())
+
+
+async def lifecycle_counts(session: AsyncSession) -> dict[str, int]:
+    """Persons by stored lifecycle, in tags.md's order."""
+    order = ("忠诚", "购买", "注册", "兴趣", "认知", "沉睡", "流失")
+    rows = (await session.execute(text("SELECT lifecycle, COUNT(*) FROM profile GROUP BY lifecycle"))).all()
+    found = {str(k): int(n) for k, n in rows}
+    return {k: found[k] for k in order if k in found}

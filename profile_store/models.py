@@ -107,7 +107,11 @@ class Event(SQLModel, table=True):
     """One customer event, imported or live. `fact_key` makes an imported row and a live
     callback describing the same fact one row."""
 
-    __table_args__ = (Index("ix_event_person_type", "person_id", "type"),)
+    __table_args__ = (
+        Index("ix_event_person_type", "person_id", "type"),
+        # A coupon's fate (consumed, deleted) is found by its code (tags.md coupon tags).
+        Index("ix_event_coupon_code", "coupon_code", "type"),
+    )
     event_id: str = Field(primary_key=True)
     fact_key: str = Field(unique=True)
     person_id: str | None = Field(default=None)

@@ -59,7 +59,8 @@ class Retailer:
         self.rows["members"].append({**row, **values})
 
     def order(
-        self, member_id: str, paid_at: str, amount: str, *, items: list[tuple[str, int, str]] | None = None, **values: Any
+        self, member_id: str, paid_at: str, amount: str, *, items: list[tuple[str, int, str]] | None = None,
+        **values: Any,
     ) -> str:
         order_id = values.pop("order_id", None) or self._next("O")
         row = {"order_id": order_id, "channel": "pos", "store_id": "S001", "paid_at": paid_at, "amount": amount,

@@ -32,3 +32,8 @@ async def test_demo_plays_the_story_and_shows_no_phone(tmp_path: Path) -> None:
     assert "139****2026" in printed
     # The demo's secret stays beside its database, readable by its owner only.
     assert (tmp_path / "demo" / ".secret").stat().st_mode & 0o077 == 0
+    # Tags: computed, shown as the guide's portrait, changes listed, mirrored as WeCom corp tags.
+    assert "生命周期分布" in printed
+    assert outcome.member_portrait.startswith("【顾客画像】") and "建议话术" in outcome.member_portrait
+    assert "企微好友" in printed or "所属导购" in printed
+    assert outcome.corp_tags_sent >= 1 and outcome.member_corp_tags and "爱穿裙子" in outcome.member_corp_tags

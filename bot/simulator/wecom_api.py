@@ -150,6 +150,11 @@ class WeComCorp:
             )
         return contact
 
+    def follow_tag_names(self, external_userid: str, userid: str) -> list[str]:
+        """The corp tags a staff member sees on a customer (names, sorted)."""
+        follow = self.contacts[external_userid].follow.get(userid)
+        return sorted(self.tags[t].name for t in follow.tags) if follow else []
+
     def remove_follow(self, userid: str, external_userid: str) -> None:
         contact = self.contacts.get(external_userid)
         if contact is not None:

@@ -12,7 +12,7 @@ from collections.abc import Collection
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
@@ -71,69 +71,75 @@ async def gather(
     in_range_o = and_(o.person_id >= lo, o.person_id <= hi, o.status == "paid", o.paid_at < w.end)
     recent = o.paid_at >= w.year
 
-    # 1. Paid orders: totals, the window's totals, coupons and list prices.
+    # 1. Paid orders, one scan: grouped by person, channel, store and whether in the window;
+    #    Python adds the groups up (a person has a handful of them).
+    store = func.coalesce(o.store_id, "")
     for r in await rows(
         select(
             o.person_id,
+            o.channel,
+            store,
+            recent.label("recent"),
             func.count(),
             func.sum(o.amount_fen),
             func.max(o.paid_at),
-            func.max(case((o.paid_at >= w.rfm, 1), else_=0)),
-            func.sum(case((recent, 1), else_=0)),
-            func.sum(case((recent, o.amount_fen), else_=0)),
-            func.max(case((recent, o.amount_fen))),
-            func.sum(case((and_(recent, o.coupon_code != ""), 1), else_=0)),
-            func.sum(case((recent, func.coalesce(o.list_amount_fen, o.amount_fen)), else_=0)),
+            func.max(o.amount_fen),
+            func.sum(case((o.coupon_code != "", 1), else_=0)),
+            func.sum(func.coalesce(o.list_amount_fen, o.amount_fen)),
         )
         .where(in_range_o)
-        .group_by(o.person_id)
+        # By position: the grouped expressions carry bound values, which PostgreSQL would not
+        # recognise as the selected ones if they were repeated.
+        .group_by(text("1, 2, 3, 4"))
     ):
         f = of(r[0])
         if f is None:
             continue
-        f.orders_total, f.amount_total, f.last_paid = int(r[1]), int(r[2] or 0), r[3]
-        f.paid_in_rfm_window = bool(r[4])
-        f.orders, f.amount = int(r[5] or 0), int(r[6] or 0)
-        f.max_order = None if r[7] is None else int(r[7])
-        f.with_coupon, f.list_amount = int(r[8] or 0), int(r[9] or 0)
+        channel, store_id, in_window, last, top = r[1], r[2], bool(r[3]), r[6], r[7]
+        n, amount = int(r[4]), int(r[5] or 0)
+        f.orders_total += n
+        f.amount_total += amount
+        if f.last_paid is None or last > f.last_paid:
+            f.last_paid = last
+        if last >= w.rfm:
+            f.paid_in_rfm_window = True
+        if not in_window:
+            continue
+        f.orders += n
+        f.amount += amount
+        f.max_order = top if f.max_order is None else max(f.max_order, int(top))
+        f.with_coupon += int(r[8] or 0)
+        f.list_amount += int(r[9] or 0)
+        seen = f.channels.get(channel, (0, 0))
+        f.channels[channel] = (seen[0] + n, seen[1] + amount)
+        if channel == "pos" and store_id:
+            f.pos_stores[store_id] = (f.pos_stores[store_id][0] + n, max(f.pos_stores[store_id][1], last)) if (
+                store_id in f.pos_stores) else (n, last)
 
     in_window_o = and_(in_range_o, recent)
-    # 2. Channels of the window.
-    for r in await rows(
-        select(o.person_id, o.channel, func.count(), func.sum(o.amount_fen))
-        .where(in_window_o)
-        .group_by(o.person_id, o.channel)
-    ):
-        if (f := of(r[0])) is not None:
-            f.channels[r[1]] = (int(r[2]), int(r[3] or 0))
-    # 3. Stores of the window's pos orders.
-    for r in await rows(
-        select(o.person_id, o.store_id, func.count(), func.max(o.paid_at))
-        .where(in_window_o, o.channel == "pos", o.store_id != "")
-        .group_by(o.person_id, o.store_id)
-    ):
-        if (f := of(r[0])) is not None:
-            f.pos_stores[r[1]] = (int(r[2]), r[3])
-    # 4. Categories bought in the window: Σ qty × unit_price, and when last bought.
+    # 2. Items of the window's paid orders by SKU (its category with it): Σ qty × unit_price and
+    #    when last bought, per category; distinct orders per SKU for the core SKUs. Items are
+    #    narrowed by their own person_id too, so both sides are index range scans (without it
+    #    PostgreSQL hash-joins the page's orders against a full scan of order_item, every page).
     i, p = ITEMS.c, PRODUCTS.c
     for r in await rows(
-        select(o.person_id, p.category, func.sum(i.qty * i.unit_price_fen), func.max(o.paid_at))
-        .select_from(ORDERS.join(ITEMS, i.order_id == o.order_id).join(PRODUCTS, p.sku == i.sku))
-        .where(in_window_o, p.category != "")
-        .group_by(o.person_id, p.category)
+        select(
+            o.person_id, i.sku, p.category, func.sum(i.qty * i.unit_price_fen), func.max(o.paid_at),
+            func.count(func.distinct(o.order_id)),
+        )
+        .select_from(ORDERS.join(ITEMS, i.order_id == o.order_id).outerjoin(PRODUCTS, p.sku == i.sku))
+        .where(in_window_o, i.person_id >= lo, i.person_id <= hi)
+        .group_by(o.person_id, i.sku, p.category)
     ):
-        if (f := of(r[0])) is not None:
-            f.categories[r[1]] = (int(r[2] or 0), r[3])
-    # 5. Core SKUs: bought in at least N different paid orders of the window.
-    for r in await rows(
-        select(o.person_id, i.sku, func.count(func.distinct(o.order_id)))
-        .select_from(ORDERS.join(ITEMS, i.order_id == o.order_id))
-        .where(in_window_o)
-        .group_by(o.person_id, i.sku)
-        .having(func.count(func.distinct(o.order_id)) >= rules.core_sku_orders)
-    ):
-        if (f := of(r[0])) is not None:
-            f.skus[r[1]] = int(r[2])
+        f = of(r[0])
+        if f is None:
+            continue
+        sku, category, value, last, orders = r[1], r[2], int(r[3] or 0), r[4], int(r[5])
+        if category:
+            seen_value, seen_last = f.categories.get(category, (0, last))
+            f.categories[category] = (seen_value + value, max(seen_last, last))
+        if orders >= rules.core_sku_orders:
+            f.skus[sku] = orders
 
     e = EVENTS.c
     in_range_e = and_(e.person_id >= lo, e.person_id <= hi, e.occurred_at < w.end)

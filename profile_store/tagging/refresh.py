@@ -9,9 +9,14 @@ and the tags it changes commit together.
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
+import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,38 +57,195 @@ class RefreshReport:
     dropped: int = 0
 
 
+# Below this many persons one process does the refresh (starting workers costs more).
+PARALLEL_FROM = 50_000
+
+
 async def refresh_all(
-    db: Database, as_of: date, *, page_size: int = PAGE_SIZE, progress: Callable[[int], None] | None = None
+    db: Database,
+    as_of: date,
+    *,
+    page_size: int = PAGE_SIZE,
+    progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
 ) -> RefreshReport:
-    """Recompute every active person's profile as of `as_of`."""
-    report = RefreshReport()
+    """Recompute every active person's profile as of `as_of`.
+
+    On PostgreSQL a large refresh is split into contiguous person_id ranges, one per worker
+    process (default: one per CPU): the work is mostly Python turning aggregates into tags, and
+    one process can only use one core. Each range is refreshed page by page (see
+    `_refresh_range`); SQLite has a single writer, so it always runs in this process.
+    """
     async with db.transaction() as session:
         rules = await load_rules(session)
-    after = ""
-    while True:
-        async with db.transaction() as session:
-            page = list(
-                (
-                    await session.execute(
-                        text(
-                            "SELECT person_id FROM person WHERE status = 'active' AND person_id > :after"
-                            " ORDER BY person_id LIMIT :n"
-                        ),
-                        {"after": after, "n": page_size},
-                    )
-                ).scalars()
-            )
-            if not page:
-                break
-            computed = await compute_range(session, page, as_of, rules)
-            report.changes += await write_profiles(session, [profile_row(pid, as_of, c) for pid, c in computed.items()])
-        report.persons += len(page)
-        after = page[-1]
-        if progress is not None:
-            progress(len(page))
+        total = await _count_active(session)
+    workers = workers or os.cpu_count() or 1
+    if db.is_postgres and workers > 1 and total >= PARALLEL_FROM:
+        report = await _refresh_in_processes(db, as_of, page_size, progress, workers, total)
+    else:
+        report = await _refresh_range(db, rules, as_of, "", None, page_size, progress)
     async with db.transaction() as session:
         report.dropped = await drop_inactive(session)
     return report
+
+
+async def _refresh_range(
+    db: Database,
+    rules: TagRules,
+    as_of: date,
+    after: str,
+    until: str | None,
+    page_size: int,
+    progress: Callable[[int], None] | None,
+) -> RefreshReport:
+    """Refresh the active persons with after < person_id <= until, page by page.
+
+    On PostgreSQL it is pipelined over two connections: the next page's facts are read while
+    this page is computed (in a thread) and written. A profile the incremental path wrote after a
+    page's facts were read is left as it is (it is fresher). On SQLite pages go one by one, each
+    read and written in one transaction.
+    """
+    report = RefreshReport()
+    pages: asyncio.Queue[_Page | None] = asyncio.Queue(maxsize=2)
+
+    async def read_pages() -> None:
+        last = after
+        while True:
+            async with db.transaction() as session:
+                page = await _read_page(session, last, until, page_size, as_of, rules)
+            if page is None:
+                break
+            await pages.put(page)
+            last = page.ids[-1]
+        await pages.put(None)
+
+    def done(count: int) -> None:
+        report.persons += count
+        if progress is not None:
+            progress(count)
+
+    if db.is_postgres:
+        reader = asyncio.create_task(read_pages())
+        try:
+            while (page := await pages.get()) is not None:
+                rows = await asyncio.to_thread(_rows, page, as_of, rules)
+                async with db.transaction() as session:
+                    report.changes += await write_profiles(session, rows, read_at=page.read_at)
+                done(len(page.ids))
+            await reader
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        return report
+    last = after
+    while True:
+        async with db.transaction() as session:
+            page = await _read_page(session, last, until, page_size, as_of, rules)
+            if page is None:
+                break
+            report.changes += await write_profiles(session, _rows(page, as_of, rules))
+        done(len(page.ids))
+        last = page.ids[-1]
+    return report
+
+
+async def _refresh_in_processes(
+    db: Database, as_of: date, page_size: int, progress: Callable[[int], None] | None, workers: int, total: int
+) -> RefreshReport:
+    async with db.transaction() as session:
+        bounds = [
+            await _nth_active(session, total * k // workers) for k in range(1, workers)
+        ]
+    ranges = list(zip(["", *bounds], [*bounds, None], strict=True))
+    context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
+    loop = asyncio.get_running_loop()
+    report = RefreshReport()
+    with context.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        done_pages = manager.Queue()  # the workers' progress, page by page
+        futures = [
+            loop.run_in_executor(pool, _refresh_range_in_process, db.url, as_of, lo, hi, page_size, done_pages)
+            for lo, hi in ranges
+        ]
+        pending = asyncio.gather(*futures)
+        while not pending.done():
+            await asyncio.sleep(0.2)
+            while not done_pages.empty():
+                count = done_pages.get_nowait()
+                if progress is not None:
+                    progress(count)
+        for part in await pending:
+            report.persons += part.persons
+            report.changes += part.changes
+    return report
+
+
+def _refresh_range_in_process(
+    url: str, as_of: date, after: str, until: str | None, page_size: int, done_pages: Any
+) -> RefreshReport:
+    """A worker process: its own engine, one range."""
+
+    async def run() -> RefreshReport:
+        db = Database(url)
+        try:
+            async with db.transaction() as session:
+                rules = await load_rules(session)
+            return await _refresh_range(db, rules, as_of, after, until, page_size, done_pages.put)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+async def _count_active(session: AsyncSession) -> int:
+    return int((await session.execute(text("SELECT COUNT(*) FROM person WHERE status = 'active'"))).scalar_one())
+
+
+async def _nth_active(session: AsyncSession, n: int) -> str:
+    return str(
+        (
+            await session.execute(
+                text("SELECT person_id FROM person WHERE status = 'active' ORDER BY person_id OFFSET :n LIMIT 1"),
+                {"n": n},
+            )
+        ).scalar_one()
+    )
+
+
+@dataclass
+class _Page:
+    ids: list[str]
+    facts: dict[str, PersonFacts]
+    read_at: datetime
+
+
+def _rows(page: _Page, as_of: date, rules: TagRules) -> list[tuple[object, ...]]:
+    return [profile_row(pid, as_of, compute(page.facts.get(pid) or PersonFacts(), as_of, rules)) for pid in page.ids]
+
+
+async def _read_page(
+    session: AsyncSession, after: str, until: str | None, size: int, as_of: date, rules: TagRules
+) -> _Page | None:
+    """The next page of active persons after `after`, with their facts (None: no more)."""
+    read_at = datetime.now(UTC)
+    ids = await _next_page(session, after, until, size)
+    if not ids:
+        return None
+    return _Page(ids, await gather(session, ids[0], ids[-1], as_of, rules, set(ids)), read_at)
+
+
+async def _next_page(session: AsyncSession, after: str, until: str | None, size: int) -> list[str]:
+    bound = "" if until is None else " AND person_id <= :until"
+    return list(
+        (
+            await session.execute(
+                text(
+                    f"SELECT person_id FROM person WHERE status = 'active' AND person_id > :after{bound}"
+                    " ORDER BY person_id LIMIT :n"
+                ),
+                {"after": after, "n": size, **({} if until is None else {"until": until})},
+            )
+        ).scalars()
+    )
 
 
 async def refresh_persons(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -64,10 +65,6 @@ class TagRules(BaseModel):
         setting of a newer version must not stop an older process)."""
         known = {k: v for k, v in stored.items() if k in cls.model_fields}
         return cls.model_validate(known)
-
-
-def fen(yuan: Decimal) -> Fraction:
-    return Fraction(yuan) * 100
 
 
 @dataclass
@@ -139,10 +136,50 @@ def window_start(as_of: date, days: int) -> date:
 
 
 def yuan(value_fen: int | Fraction) -> float:
-    return round(float(Fraction(value_fen) / 100), 2)
+    return round(float(value_fen) / 100, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A TagRules as the rules use it: money in fen, shares as exact fractions (made once per
+    rules object; pydantic attribute access is too slow for a million persons)."""
+
+    window_days: int
+    dormant_days: int
+    loyal_orders: int
+    loyal_amount: Fraction
+    loyal_level: int  # index in LEVELS
+    rfm_recency_days: int
+    rfm_orders: int
+    rfm_amount: Fraction
+    rfm_window_days: int
+    power_high: Fraction
+    power_mid: Fraction
+    wallet_deep: Fraction
+    wallet_mid: Fraction
+    coupon_share: Fraction
+    discount_rate: Fraction
+    core_sku_max: int
+
+
+@lru_cache(maxsize=32)
+def limits(rules: TagRules) -> Limits:
+    def fen(value: Decimal) -> Fraction:
+        return Fraction(value) * 100
+
+    return Limits(
+        window_days=rules.window_days, dormant_days=rules.dormant_days, loyal_orders=rules.loyal_orders,
+        loyal_amount=fen(rules.loyal_amount), loyal_level=LEVELS.index(rules.loyal_level),
+        rfm_recency_days=rules.rfm_recency_days, rfm_orders=rules.rfm_orders, rfm_amount=fen(rules.rfm_amount),
+        rfm_window_days=rules.rfm_window_days, power_high=fen(rules.power_high), power_mid=fen(rules.power_mid),
+        wallet_deep=fen(rules.wallet_deep), wallet_mid=fen(rules.wallet_mid),
+        coupon_share=Fraction(rules.coupon_share), discount_rate=Fraction(rules.discount_rate),
+        core_sku_max=rules.core_sku_max,
+    )
 
 
 def compute(facts: PersonFacts, as_of: date, rules: TagRules) -> Computed:
+    lim = limits(rules)
     metrics: dict[str, Any] = {
         "orders_365d": facts.orders,
         "amount_365d": yuan(facts.amount),
@@ -166,21 +203,21 @@ def compute(facts: PersonFacts, as_of: date, rules: TagRules) -> Computed:
     if last_active is not None:
         metrics["last_active_date"] = last_active.isoformat()
 
-    window_first = window_start(as_of, rules.window_days)
-    tags["lifecycle"] = _lifecycle(facts, as_of, rules, registrations, last_active)
+    window_first = window_start(as_of, lim.window_days)
+    tags["lifecycle"] = _lifecycle(facts, as_of, lim, registrations, last_active)
 
     if facts.paid_in_rfm_window:
-        r = recency is not None and recency <= rules.rfm_recency_days
-        f = facts.orders >= rules.rfm_orders
-        m = facts.amount >= fen(rules.rfm_amount)
+        r = recency is not None and recency <= lim.rfm_recency_days
+        f = facts.orders >= lim.rfm_orders
+        m = facts.amount >= lim.rfm_amount
         tags["rfm"] = RFM_CLASSES[(r, f, m)]
     if aov is not None:
-        tags["purchase_power"] = "高" if aov >= fen(rules.power_high) else "中" if aov >= fen(rules.power_mid) else "低"
+        tags["purchase_power"] = _grade(aov, lim.power_high, lim.power_mid, ("高", "中", "低"))
         top = facts.max_order or 0
-        tags["wallet_depth"] = "深" if top >= fen(rules.wallet_deep) else "中" if top >= fen(rules.wallet_mid) else "浅"
-        coupon_heavy = Fraction(facts.with_coupon, facts.orders) >= Fraction(rules.coupon_share)
+        tags["wallet_depth"] = _grade(top, lim.wallet_deep, lim.wallet_mid, ("深", "中", "浅"))
+        coupon_heavy = Fraction(facts.with_coupon, facts.orders) >= lim.coupon_share
         discounted = facts.list_amount > 0 and 1 - Fraction(facts.amount, facts.list_amount) >= Fraction(
-            rules.discount_rate
+            lim.discount_rate
         )
         tags["price_orientation"] = "价格导向" if coupon_heavy or discounted else "品质导向"
     if facts.categories:
@@ -195,7 +232,7 @@ def compute(facts: PersonFacts, as_of: date, rules: TagRules) -> Computed:
         tags["preferred_store"] = _top(facts.pos_stores)
     if facts.skus:
         ranked = sorted(facts.skus, key=lambda s: (-facts.skus[s], s))
-        tags["core_sku"] = ranked[: rules.core_sku_max]
+        tags["core_sku"] = ranked[: lim.core_sku_max]
     if any(_outstanding(c, as_of) for c in facts.coupons):
         tags["coupon_outstanding"] = YES
     recent = [c for c in facts.coupons if c.got_at.date() >= window_first]
@@ -215,14 +252,14 @@ def compute(facts: PersonFacts, as_of: date, rules: TagRules) -> Computed:
 
 
 def _lifecycle(
-    facts: PersonFacts, as_of: date, rules: TagRules, registrations: list[date], last_active: date | None
+    facts: PersonFacts, as_of: date, lim: Limits, registrations: list[date], last_active: date | None
 ) -> str:
-    window_first = window_start(as_of, rules.window_days)
+    window_first = window_start(as_of, lim.window_days)
     level = _highest_level(facts.members)
-    loyal_level = level is not None and LEVELS.index(level) >= LEVELS.index(rules.loyal_level)
+    loyal_level = level is not None and LEVELS.index(level) >= lim.loyal_level
     if (
-        facts.orders >= rules.loyal_orders
-        or facts.amount >= fen(rules.loyal_amount)
+        facts.orders >= lim.loyal_orders
+        or facts.amount >= lim.loyal_amount
         or (loyal_level and facts.orders >= 1)
     ):
         return "忠诚"
@@ -234,9 +271,13 @@ def _lifecycle(
         return "兴趣"
     if facts.events_in_window or any(d >= window_first for d in registrations):
         return "认知"
-    if last_active is not None and window_start(as_of, rules.dormant_days) <= last_active < window_first:
+    if last_active is not None and window_start(as_of, lim.dormant_days) <= last_active < window_first:
         return "沉睡"
     return "流失"
+
+
+def _grade(value: Fraction | int, high: Fraction, mid: Fraction, names: tuple[str, str, str]) -> str:
+    return names[0] if value >= high else names[1] if value >= mid else names[2]
 
 
 def _top(counts: dict[str, tuple[int, datetime]]) -> str:

@@ -1,0 +1,183 @@
+"""The portrait: what a guide or marketer sees of one customer (issue "portrait built from
+tags"). One function, `portrait(...)`, used by the QR-scan push, the `查一下…` command and the
+portrait page; the wording lives in bot/texts.py and bot/portrait_text.py.
+
+Tags are computed for the asked date right here (one person: a few milliseconds), so a portrait
+is never staler than the data; personal data is masked unless the caller may see it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import DateTime, bindparam, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from profile_store.identity import IdentityGraph
+from profile_store.labels import labels_of
+from profile_store.pii import mask_name, mask_phone
+from profile_store.tagging.history import TagChange, last_change
+from profile_store.tagging.refresh import compute_range, load_rules
+
+RECENT_BROWSING = 3
+
+
+@dataclass(frozen=True)
+class LastPurchase:
+    paid_at: datetime
+    store: str  # store name, or the channel when not a store order
+    channel: str
+    amount_fen: int
+
+
+@dataclass(frozen=True)
+class HeldCoupon:
+    name: str
+    expires_on: date | None
+
+
+@dataclass
+class Portrait:
+    person_id: str
+    as_of: date
+    name: str  # masked unless include_pii
+    phone: str  # masked unless include_pii
+    metrics: dict[str, Any]
+    tags: dict[str, Any]
+    labels: list[str]
+    lifecycle_change: TagChange | None
+    store_names: dict[str, str] = field(default_factory=dict)
+    sku_names: dict[str, str] = field(default_factory=dict)
+    guide_names: dict[str, str] = field(default_factory=dict)
+    last_purchase: LastPurchase | None = None
+    coupons: list[HeldCoupon] = field(default_factory=list)
+    browsing: list[str] = field(default_factory=list)  # recent browsed products, newest first
+
+
+async def portrait(
+    session: AsyncSession, graph: IdentityGraph, person_id: str, as_of: date, *, include_pii: bool = False
+) -> Portrait | None:
+    person = await graph.canonical(session, person_id)
+    if person is None:
+        return None
+    computed = (await compute_range(session, [person], as_of, await load_rules(session)))[person]
+    end = datetime.combine(as_of + timedelta(days=1), time.min)
+    found = Portrait(
+        person_id=person,
+        as_of=as_of,
+        name=await _name(session, person, include_pii),
+        phone=await _phone(session, graph, person, include_pii),
+        metrics=computed.metrics,
+        tags=computed.tags,
+        labels=(await labels_of(session, [person])).get(person, []),
+        lifecycle_change=await last_change(session, person, "lifecycle"),
+    )
+    row = (
+        await session.execute(
+            text(
+                "SELECT o.paid_at, o.store_id, o.channel, o.amount_fen, s.name FROM orders o"
+                " LEFT JOIN store s ON s.store_id = o.store_id"
+                " WHERE o.person_id = :p AND o.status = 'paid' AND o.paid_at < :end"
+                " ORDER BY o.paid_at DESC, o.order_id DESC LIMIT 1"
+            ).bindparams(bindparam("end", end, type_=DateTime())),
+            {"p": person},
+        )
+    ).first()
+    if row is not None:
+        found.last_purchase = LastPurchase(_as_datetime(row[0]), row[4] or row[1] or "", row[2], int(row[3]))
+    found.coupons = await _coupons(session, person, as_of, end)
+    found.browsing = await _browsing(session, person, end)
+    stores = [s for s in (computed.tags.get("preferred_store"),) if s]
+    found.store_names = await _names(session, "store", "store_id", stores)
+    found.sku_names = await _names(session, "product", "sku", computed.tags.get("core_sku", []))
+    found.guide_names = await _names(session, "guide", "guide_id", computed.tags.get("guides", []))
+    return found
+
+
+def _as_datetime(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+async def _name(session: AsyncSession, person: str, include_pii: bool) -> str:
+    """The name on the most recently registered member card."""
+    name = (
+        await session.execute(
+            text(
+                "SELECT name FROM member WHERE person_id = :p AND name <> ''"
+                " ORDER BY register_time IS NULL, register_time DESC, row_seq DESC LIMIT 1"
+            ),
+            {"p": person},
+        )
+    ).scalar_one_or_none()
+    if not name:
+        return ""
+    return name if include_pii else mask_name(name)
+
+
+async def _phone(session: AsyncSession, graph: IdentityGraph, person: str, include_pii: bool) -> str:
+    sealed = (
+        await session.execute(
+            text(
+                "SELECT sealed FROM identity_node WHERE person_id = :p AND kind = 'phone' AND shared = false"
+                " AND sealed IS NOT NULL ORDER BY id LIMIT 1"
+            ),
+            {"p": person},
+        )
+    ).scalar_one_or_none()
+    if not sealed:
+        return ""
+    phone = graph.vault.decrypt(sealed)
+    return phone if include_pii else mask_phone(phone)
+
+
+async def _coupons(session: AsyncSession, person: str, as_of: date, end: datetime) -> list[HeldCoupon]:
+    """Coupons gotten, not consumed, not deleted and not expired at T (tags.md's rule)."""
+    rows = (
+        await session.execute(
+            text(
+                "SELECT g.occurred_at, c.name, c.valid_days, g.card_id FROM event g"
+                " LEFT JOIN coupon c ON c.card_id = g.card_id"
+                " WHERE g.person_id = :p AND g.type = 'coupon_get' AND g.occurred_at < :end"
+                " AND NOT EXISTS (SELECT 1 FROM event f WHERE f.coupon_code = g.coupon_code AND g.coupon_code <> ''"
+                "   AND f.type IN ('coupon_consume', 'coupon_delete') AND f.occurred_at < :end)"
+                " ORDER BY g.occurred_at"
+            ).bindparams(bindparam("end", end, type_=DateTime())),
+            {"p": person},
+        )
+    ).all()
+    held = []
+    for got_at, name, valid_days, card_id in rows:
+        expires = None if valid_days is None else _as_datetime(got_at).date() + timedelta(days=int(valid_days))
+        if expires is None or expires >= as_of:
+            held.append(HeldCoupon(name or card_id or "", expires))
+    return held
+
+
+async def _browsing(session: AsyncSession, person: str, end: datetime) -> list[str]:
+    rows = (
+        await session.execute(
+            text(
+                "SELECT COALESCE(p.name, e.category, e.sku) FROM event e LEFT JOIN product p ON p.sku = e.sku"
+                " WHERE e.person_id = :p AND e.type IN ('browse', 'add_cart') AND e.occurred_at < :end"
+                " ORDER BY e.occurred_at DESC LIMIT 10"
+            ).bindparams(bindparam("end", end, type_=DateTime())),
+            {"p": person},
+        )
+    ).scalars()
+    seen: list[str] = []
+    for name in rows:
+        if name and name not in seen:
+            seen.append(name)
+    return seen[:RECENT_BROWSING]
+
+
+async def _names(session: AsyncSession, table: str, key: str, ids: list[str]) -> dict[str, str]:
+    if not ids:
+        return {}
+    rows = await session.execute(
+        text(f"SELECT {key}, name FROM {table} WHERE {key} IN :ids").bindparams(bindparam("ids", expanding=True)),
+        {"ids": list(ids)},
+    )
+    return {k: n for k, n in rows.all() if n}

@@ -129,7 +129,7 @@ class Dispatcher:
     busy_batch_size: int = 10
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     # Awaited inside a batch's transaction with the persons its facts touched (after resolve).
-    person_hooks: list[Callable[[Any, set[str]], Awaitable[None]]] = field(default_factory=list)
+    person_hooks: list[Callable[[Any, set[str], list[Sighting]], Awaitable[None]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.routers = list(self.routers)
@@ -237,7 +237,13 @@ class Dispatcher:
                     # One bulk observe and one resolve for every fact of the batch.
                     touched = await graph.attribute(session, sightings)
                     for hook in self.person_hooks:  # e.g. tags: fresh in the same commit
-                        await hook(session, touched)
+                        try:
+                            async with session.begin_nested():
+                                await hook(session, touched, sightings)
+                        except Exception as exc:
+                            # The facts still commit; the nightly refresh repairs what the hook missed.
+                            assert self.errors is not None
+                            self.errors.report(exc, where="person hook", key=plans[0].raw.dedupe_key)
         except Exception as exc:
             if len(plans) > 1:  # find the culprit: one transaction per callback
                 for plan in plans:

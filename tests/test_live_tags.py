@@ -104,3 +104,20 @@ async def test_corp_tags_retry_with_backoff_and_forget_deleted_tags(bot: Bot, tm
         row = (await session.execute(select(CorpTagSync))).scalars().one()
     assert row.dirty and row.attempts == 1 and "45009" in row.last_error
     assert (await mirror.run_once()).failed == 0  # not due yet: backing off, nothing sent
+
+
+async def test_a_failing_tag_update_loses_no_event(bot: Bot) -> None:  # noqa: F811
+    async def broken(session: object, persons: set[str], sightings: object) -> None:
+        raise RuntimeError("tags are broken today")
+
+    bot.app[DISPATCHER].person_hooks[:] = [broken]
+    bot.sim.add_staff("guide03")
+    bot.sim.add_external_contact("wmEve", unionid="uEve", follow_userid="guide03")
+    xml = kit.wecom_contact("add_external_contact", "guide03", "wmEve", int(time.time()) - 5, corp_id=bot.corp)
+    assert (await bot.post("/wecom/callback", kit.wecom_post(xml, corp_id=bot.corp)))[0] == 200
+    await bot.settle()
+    assert [r[0] for r in await bot.rows("SELECT status FROM raw_event")] == ["done"]
+    assert await bot.count("event") == 1  # the fact is kept; the nightly refresh computes its tags
+    metrics = bot.app[DISPATCHER].metrics
+    assert metrics is not None
+    assert metrics.handler_errors.labels(where="person hook")._value.get() == 1

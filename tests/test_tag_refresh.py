@@ -20,7 +20,14 @@ from profile_store.labels import LabelError, add_label, label_log, labels_of, re
 from profile_store.live import LiveFact, defer_observations, record_fact, stop_deferring
 from profile_store.models import PersonProfile, TagHistory
 from profile_store.tagging.history import last_change, tag_history
-from profile_store.tagging.refresh import compute_range, load_rules, refresh_all, refresh_persons, set_rule
+from profile_store.tagging.refresh import (
+    compute_range,
+    coupon_holders,
+    load_rules,
+    refresh_all,
+    refresh_persons,
+    set_rule,
+)
 from profile_store.tagging.store import stored_tags
 from tests.conftest import SAMPLE_DIR
 from tests.tag_kit import VAULT, Retailer, T, person_of
@@ -128,7 +135,9 @@ async def _incremental_equals_full(db: Database, tmp_path: Path, events: list[St
             sightings = defer_observations(session)
             await record_fact(session, graph, _fact(ns, step, n))
             stop_deferring(session)
-            await refresh_persons(session, await graph.attribute(session, sightings), T)
+            touched = await graph.attribute(session, sightings)
+            touched |= await coupon_holders(session, [s.source_key for s in sightings])
+            await refresh_persons(session, touched, T)
     profiles = await stored(db)
     async with db.transaction() as session:
         full = await compute_range(session, sorted(profiles), T, await load_rules(session))
@@ -141,7 +150,7 @@ async def _incremental_equals_full(db: Database, tmp_path: Path, events: list[St
     assert (await refresh_all(db, T)).dropped == 0  # no profile of a merged-away person was left
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=steps)
 async def test_incremental_update_equals_a_full_refresh(db: Database, tmp_path: Path, events: list[Step]) -> None:
     await db.migrate()

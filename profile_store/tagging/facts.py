@@ -9,10 +9,12 @@ Python only picks winners among them (ties, Unicode order) — never a loop over
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, text
+from sqlalchemy import ColumnElement, DateTime, String, and_, bindparam, case, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
@@ -49,11 +51,130 @@ class Windows:
         self.browse = _start(window_start(as_of, rules.browse_days))
 
 
+# The statements are built once (building SQLAlchemy statements costs more than running these
+# small queries for one person, the incremental path); values come as bound parameters.
+LO, HI = bindparam("lo", type_=String()), bindparam("hi", type_=String())
+END, YEAR = bindparam("end", type_=DateTime()), bindparam("year", type_=DateTime())
+BROWSE = bindparam("browse", type_=DateTime())
+
+
+@dataclass(frozen=True)
+class _Statements:
+    orders: Select[Any]
+    items: Select[Any]
+    activity: Select[Any]
+    browsing: Select[Any]
+    follows: Select[Any]
+    contacts: Select[Any]
+    source: Select[Any]
+    coupons: Select[Any]
+    members: Select[Any]
+
+
+@lru_cache(maxsize=1)
+def _statements() -> _Statements:
+    o, i, p, e, c, m = ORDERS.c, ITEMS.c, PRODUCTS.c, EVENTS.c, CARDS.c, MEMBERS.c
+    paid = and_(o.person_id >= LO, o.person_id <= HI, o.status == "paid", o.paid_at < END)
+    recent = o.paid_at >= YEAR
+    # 1. Paid orders, one scan: grouped by person, channel, store and whether in the window;
+    #    Python adds the groups up (a person has a handful of them). Grouped by position: the
+    #    grouped expressions carry bound values, which PostgreSQL would not recognise as the
+    #    selected ones if they were repeated.
+    orders = (
+        select(
+            o.person_id, o.channel, func.coalesce(o.store_id, ""), recent, func.count(), func.sum(o.amount_fen),
+            func.max(o.paid_at), func.max(o.amount_fen), func.sum(case((o.coupon_code != "", 1), else_=0)),
+            func.sum(func.coalesce(o.list_amount_fen, o.amount_fen)),
+        )
+        .where(paid)
+        .group_by(text("1, 2, 3, 4"))
+    )
+    # 2. Items of the window's paid orders by SKU (its category with it): Σ qty × unit_price and
+    #    when last bought, per category; distinct orders per SKU for the core SKUs. Items are
+    #    narrowed by their own person_id too, so both sides are index range scans (without it
+    #    PostgreSQL hash-joins the page's orders against a full scan of order_item, every page).
+    items = (
+        select(
+            o.person_id, i.sku, p.category, func.sum(i.qty * i.unit_price_fen), func.max(o.paid_at),
+            func.count(func.distinct(o.order_id)),
+        )
+        .select_from(ORDERS.join(ITEMS, i.order_id == o.order_id).outerjoin(PRODUCTS, p.sku == i.sku))
+        .where(paid, recent, i.person_id >= LO, i.person_id <= HI)
+        .group_by(o.person_id, i.sku, p.category)
+    )
+    events = and_(e.person_id >= LO, e.person_id <= HI, e.occurred_at < END)
+    year = e.occurred_at >= YEAR
+    # 3. Activity: last event, and whether any (interest) event fell in the window.
+    activity = (
+        select(
+            e.person_id, func.max(e.occurred_at), func.sum(case((year, 1), else_=0)),
+            func.sum(case((and_(year, e.type.in_(INTEREST_TYPES)), 1), else_=0)),
+        )
+        .where(events)
+        .group_by(e.person_id)
+    )
+    # 4. Browsing of the browse window, by category (the event's own, else its product's).
+    category = func.coalesce(func.nullif(e.category, ""), p.category)
+    browsing = (
+        select(e.person_id, category, func.count(), func.max(e.occurred_at))
+        .select_from(EVENTS.outerjoin(PRODUCTS, p.sku == e.sku))
+        .where(events, e.type == "browse", e.occurred_at >= BROWSE, category.is_not(None), category != "")
+        .group_by(e.person_id, category)
+    )
+
+    # 5. Follow state per official account and contact state per guide: the last event decides
+    #    (ties in time: the later event id).
+    def last_of(types: tuple[str, str], key: Any) -> Select[Any]:
+        ranked = (
+            select(
+                e.person_id.label("person_id"), key.label("holder"), e.type.label("type"),
+                func.row_number()
+                .over(partition_by=(e.person_id, key), order_by=(e.occurred_at.desc(), e.event_id.desc()))
+                .label("n"),
+            )
+            .where(events, e.type.in_(types), key.is_not(None), key != "")
+            .subquery()
+        )
+        return select(ranked.c.person_id, ranked.c.holder, ranked.c.type).where(ranked.c.n == 1)
+
+    # 6. Source: the qr_state of the first follow / add_contact / scan carrying one.
+    first = (
+        select(
+            e.person_id.label("person_id"), e.qr_state.label("qr_state"),
+            func.row_number().over(partition_by=e.person_id, order_by=(e.occurred_at.asc(), e.event_id.asc()))
+            .label("n"),
+        )
+        .where(events, e.type.in_(("follow", "add_contact", "scan")), e.qr_state.is_not(None), e.qr_state != "")
+        .subquery()
+    )
+    # 7. Coupons gotten up to T, each with its fate by the end of T (matched by coupon code).
+    fate = EVENTS.alias("fate")
+    coupons = (
+        select(
+            e.person_id, e.occurred_at, c.valid_days, _fate_exists(fate, e.coupon_code, "coupon_consume"),
+            _fate_exists(fate, e.coupon_code, "coupon_delete"),
+        )
+        .select_from(EVENTS.outerjoin(CARDS, c.card_id == e.card_id))
+        .where(events, e.type == "coupon_get")
+    )
+    # 8. Member records that exist at T.
+    members = select(m.person_id, m.register_time, m.row_seq, m.level, m.city, m.gender, m.birthday).where(
+        m.person_id >= LO, m.person_id <= HI, or_(m.register_time.is_(None), m.register_time < END)
+    )
+    return _Statements(
+        orders, items, activity, browsing, last_of(("follow", "unfollow"), e.appid),
+        last_of(("add_contact", "del_contact"), e.guide_id),
+        select(first.c.person_id, first.c.qr_state).where(first.c.n == 1), coupons, members,
+    )
+
+
 async def gather(
     session: AsyncSession, lo: str, hi: str, as_of: date, rules: TagRules, wanted: Collection[str] | None = None
 ) -> dict[str, PersonFacts]:
     """Facts of every person with lo <= person_id <= hi (restricted to `wanted` when given)."""
     w = Windows(as_of, rules)
+    q = _statements()
+    params = {"lo": lo, "hi": hi, "end": w.end, "year": w.year, "browse": w.browse}
     facts: dict[str, PersonFacts] = {}
 
     def of(person_id: str) -> PersonFacts | None:
@@ -65,33 +186,9 @@ async def gather(
         return found
 
     async def rows(query: Select[Any]) -> list[Any]:
-        return list((await session.execute(query)).all())
+        return list((await session.execute(query, params)).all())
 
-    o = ORDERS.c
-    in_range_o = and_(o.person_id >= lo, o.person_id <= hi, o.status == "paid", o.paid_at < w.end)
-    recent = o.paid_at >= w.year
-
-    # 1. Paid orders, one scan: grouped by person, channel, store and whether in the window;
-    #    Python adds the groups up (a person has a handful of them).
-    store = func.coalesce(o.store_id, "")
-    for r in await rows(
-        select(
-            o.person_id,
-            o.channel,
-            store,
-            recent.label("recent"),
-            func.count(),
-            func.sum(o.amount_fen),
-            func.max(o.paid_at),
-            func.max(o.amount_fen),
-            func.sum(case((o.coupon_code != "", 1), else_=0)),
-            func.sum(func.coalesce(o.list_amount_fen, o.amount_fen)),
-        )
-        .where(in_range_o)
-        # By position: the grouped expressions carry bound values, which PostgreSQL would not
-        # recognise as the selected ones if they were repeated.
-        .group_by(text("1, 2, 3, 4"))
-    ):
+    for r in await rows(q.orders):
         f = of(r[0])
         if f is None:
             continue
@@ -107,32 +204,16 @@ async def gather(
             continue
         f.orders += n
         f.amount += amount
-        f.max_order = top if f.max_order is None else max(f.max_order, int(top))
+        f.max_order = int(top) if f.max_order is None else max(f.max_order, int(top))
         f.with_coupon += int(r[8] or 0)
         f.list_amount += int(r[9] or 0)
         seen = f.channels.get(channel, (0, 0))
         f.channels[channel] = (seen[0] + n, seen[1] + amount)
         if channel == "pos" and store_id:
-            f.pos_stores[store_id] = (f.pos_stores[store_id][0] + n, max(f.pos_stores[store_id][1], last)) if (
-                store_id in f.pos_stores) else (n, last)
-
-    in_window_o = and_(in_range_o, recent)
-    # 2. Items of the window's paid orders by SKU (its category with it): Σ qty × unit_price and
-    #    when last bought, per category; distinct orders per SKU for the core SKUs. Items are
-    #    narrowed by their own person_id too, so both sides are index range scans (without it
-    #    PostgreSQL hash-joins the page's orders against a full scan of order_item, every page).
-    i, p = ITEMS.c, PRODUCTS.c
-    for r in await rows(
-        select(
-            o.person_id, i.sku, p.category, func.sum(i.qty * i.unit_price_fen), func.max(o.paid_at),
-            func.count(func.distinct(o.order_id)),
-        )
-        .select_from(ORDERS.join(ITEMS, i.order_id == o.order_id).outerjoin(PRODUCTS, p.sku == i.sku))
-        .where(in_window_o, i.person_id >= lo, i.person_id <= hi)
-        .group_by(o.person_id, i.sku, p.category)
-    ):
-        f = of(r[0])
-        if f is None:
+            count, latest = f.pos_stores.get(store_id, (0, last))
+            f.pos_stores[store_id] = (count + n, max(latest, last))
+    for r in await rows(q.items):
+        if (f := of(r[0])) is None:
             continue
         sku, category, value, last, orders = r[1], r[2], int(r[3] or 0), r[4], int(r[5])
         if category:
@@ -140,102 +221,34 @@ async def gather(
             f.categories[category] = (seen_value + value, max(seen_last, last))
         if orders >= rules.core_sku_orders:
             f.skus[sku] = orders
-
-    e = EVENTS.c
-    in_range_e = and_(e.person_id >= lo, e.person_id <= hi, e.occurred_at < w.end)
-    # 6. Activity: last event, and whether any (interest) event fell in the window.
-    year_e = e.occurred_at >= w.year
-    for r in await rows(
-        select(
-            e.person_id,
-            func.max(e.occurred_at),
-            func.sum(case((year_e, 1), else_=0)),
-            func.sum(case((and_(year_e, e.type.in_(INTEREST_TYPES)), 1), else_=0)),
-        )
-        .where(in_range_e)
-        .group_by(e.person_id)
-    ):
+    for r in await rows(q.activity):
         if (f := of(r[0])) is not None:
             f.last_event, f.events_in_window, f.interest_in_window = r[1], int(r[2] or 0), int(r[3] or 0)
-    # 7. Browsing of the browse window, by category (the event's own, else its product's).
-    category = func.coalesce(func.nullif(e.category, ""), p.category)
-    for r in await rows(
-        select(e.person_id, category, func.count(), func.max(e.occurred_at))
-        .select_from(EVENTS.outerjoin(PRODUCTS, p.sku == e.sku))
-        .where(in_range_e, e.type == "browse", e.occurred_at >= w.browse, category.is_not(None), category != "")
-        .group_by(e.person_id, category)
-    ):
+    for r in await rows(q.browsing):
         if (f := of(r[0])) is not None:
             f.browsed[r[1]] = (int(r[2]), r[3])
-    # 8. Follow state per official account and contact state per guide: the last event decides
-    #    (ties in time: the later event id).
-    for kind, types, key in (
-        ("follow", ("follow", "unfollow"), e.appid),
-        ("contact", ("add_contact", "del_contact"), e.guide_id),
-    ):
-        ranked = (
-            select(
-                e.person_id.label("person_id"),
-                key.label("holder"),
-                e.type.label("type"),
-                func.row_number()
-                .over(partition_by=(e.person_id, key), order_by=(e.occurred_at.desc(), e.event_id.desc()))
-                .label("n"),
-            )
-            .where(in_range_e, e.type.in_(types), key.is_not(None), key != "")
-            .subquery()
-        )
-        for r in await rows(select(ranked.c.person_id, ranked.c.holder, ranked.c.type).where(ranked.c.n == 1)):
-            f = of(r[0])
-            if f is None or r[2] not in ("follow", "add_contact"):
-                continue
-            if kind == "follow":
-                f.following = True
-            else:
-                f.guides.append(r[1])
-    # 9. Source: the qr_state of the first follow / add_contact / scan carrying one.
-    first = (
-        select(
-            e.person_id.label("person_id"),
-            e.qr_state.label("qr_state"),
-            func.row_number()
-            .over(partition_by=e.person_id, order_by=(e.occurred_at.asc(), e.event_id.asc()))
-            .label("n"),
-        )
-        .where(in_range_e, e.type.in_(("follow", "add_contact", "scan")), e.qr_state.is_not(None), e.qr_state != "")
-        .subquery()
-    )
-    for r in await rows(select(first.c.person_id, first.c.qr_state).where(first.c.n == 1)):
+    for r in await rows(q.follows):
+        if r[2] == "follow" and (f := of(r[0])) is not None:
+            f.following = True
+    for r in await rows(q.contacts):
+        if r[2] == "add_contact" and (f := of(r[0])) is not None:
+            f.guides.append(r[1])
+    for r in await rows(q.source):
         if (f := of(r[0])) is not None:
             f.source = r[1]
-    # 10. Coupons gotten up to T, each with its fate by the end of T (matched by coupon code).
-    fate = EVENTS.alias("fate")
-    consumed = _fate_exists(fate, e.coupon_code, "coupon_consume", w.end)
-    deleted = _fate_exists(fate, e.coupon_code, "coupon_delete", w.end)
-    c = CARDS.c
-    for r in await rows(
-        select(e.person_id, e.occurred_at, c.valid_days, consumed, deleted)
-        .select_from(EVENTS.outerjoin(CARDS, c.card_id == e.card_id))
-        .where(in_range_e, e.type == "coupon_get")
-    ):
+    for r in await rows(q.coupons):
         if (f := of(r[0])) is not None:
             f.coupons.append(Coupon(r[1], None if r[2] is None else int(r[2]), bool(r[3]), bool(r[4])))
-    # 11. Member records that exist at T.
-    m = MEMBERS.c
-    for r in await rows(
-        select(m.person_id, m.register_time, m.row_seq, m.level, m.city, m.gender, m.birthday).where(
-            m.person_id >= lo, m.person_id <= hi, or_(m.register_time.is_(None), m.register_time < w.end)
-        )
-    ):
+    for r in await rows(q.members):
         if (f := of(r[0])) is not None:
             f.members.append(MemberRecord(r[1], int(r[2] or 0), r[3], r[4] or "", r[5] or None, r[6]))
     return facts
 
 
-def _fate_exists(fate: Any, code: Any, kind: str, end: datetime) -> ColumnElement[bool]:
+def _fate_exists(fate: Any, code: Any, kind: str) -> ColumnElement[bool]:
     """Whether a coupon code had a `kind` event by the end of T (a code with no value has none)."""
     return (
         select(fate.c.event_id)
-        .where(fate.c.coupon_code == code, fate.c.type == kind, fate.c.occurred_at < end, code != "")
+        .where(fate.c.coupon_code == code, fate.c.type == kind, fate.c.occurred_at < END, code != "")
         .exists()
     )

@@ -72,14 +72,16 @@ async def refresh_all(
     """Recompute every active person's profile as of `as_of`.
 
     On PostgreSQL a large refresh is split into contiguous person_id ranges, one per worker
-    process (default: one per CPU): the work is mostly Python turning aggregates into tags, and
+    process (default: two per CPU): the work is mostly Python turning aggregates into tags, and
     one process can only use one core. Each range is refreshed page by page (see
     `_refresh_range`); SQLite has a single writer, so it always runs in this process.
     """
     async with db.transaction() as session:
         rules = await load_rules(session)
         total = await _count_active(session)
-    workers = workers or os.cpu_count() or 1
+    # Two per core: a worker waits on the database half of the time (measured at 1 M persons on
+    # 2 cores: 2 workers 175 s, 4 workers 160 s).
+    workers = workers or min(2 * (os.cpu_count() or 1), 8)
     if db.is_postgres and workers > 1 and total >= PARALLEL_FROM:
         report = await _refresh_in_processes(db, as_of, page_size, progress, workers, total)
     else:
@@ -226,6 +228,10 @@ async def _read_page(
     session: AsyncSession, after: str, until: str | None, size: int, as_of: date, rules: TagRules
 ) -> _Page | None:
     """The next page of active persons after `after`, with their facts (None: no more)."""
+    if session.get_bind().dialect.name == "postgresql":
+        # The same statements run page after page: after five runs PostgreSQL would switch to a
+        # generic plan that ignores how narrow the id range is (measured 30 % slower pages).
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
     read_at = datetime.now(UTC)
     ids = await _next_page(session, after, until, size)
     if not ids:
@@ -246,6 +252,22 @@ async def _next_page(session: AsyncSession, after: str, until: str | None, size:
             )
         ).scalars()
     )
+
+
+async def coupon_holders(session: AsyncSession, event_ids: Sequence[str]) -> set[str]:
+    """Persons who got the coupons these events consumed or deleted (coupons are matched by code,
+    whoever uses them), so their coupon tags follow."""
+    if not event_ids:
+        return set()
+    rows = await session.execute(
+        text(
+            "SELECT DISTINCT g.person_id FROM event f JOIN event g ON g.coupon_code = f.coupon_code"
+            " WHERE f.event_id IN :ids AND f.type IN ('coupon_consume', 'coupon_delete') AND f.coupon_code <> ''"
+            " AND g.type = 'coupon_get' AND g.person_id IS NOT NULL"
+        ).bindparams(bindparam("ids", expanding=True)),
+        {"ids": list(event_ids)},
+    )
+    return set(rows.scalars())
 
 
 async def refresh_persons(

@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, bindparam, text
+from sqlalchemy import DateTime, bindparam, insert, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from profile_store.bulk import dialect_of, stage, temp_table
+from profile_store.models import PersonProfile, TagHistory
 from profile_store.tagging.rules import Computed, dumps_list
 
 # Tag columns of `profile`, in the order tags.md lists them; each change of one is history.
@@ -62,6 +64,10 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ),
 )
 NAMES = tuple(c for c, _ in COLUMNS)
+PROFILE = PersonProfile.__table__  # type: ignore[attr-defined]
+HISTORY = TagHistory.__table__  # type: ignore[attr-defined]
+# Up to this many rows are written directly (the incremental path); more are staged (a page).
+SMALL_BATCH = 50
 
 
 def profile_row(person_id: str, as_of: date, computed: Computed) -> tuple[Any, ...]:
@@ -105,6 +111,8 @@ async def write_profiles(
     (by the incremental path, concurrently) is fresher and is left alone."""
     if not rows:
         return 0
+    if len(rows) <= SMALL_BATCH:
+        return await _write_few(session, rows, read_at)
     postgres = dialect_of(session) == "postgresql"
     await temp_table(session, "_qm_profile", ", ".join(f"{c} {t}" for c, t in COLUMNS) + ", PRIMARY KEY (person_id)")
     if not postgres:  # the aiosqlite driver gets values as SQLAlchemy would store them
@@ -139,6 +147,56 @@ async def write_profiles(
         ).bindparams(now, fresh)
     )
     return recorded
+
+
+async def _write_few(session: AsyncSession, rows: Sequence[tuple[Any, ...]], read_at: datetime | None) -> int:
+    """The incremental path's write (a handful of persons): the same rules as the set-based
+    write — a change is history when a stored profile exists, is not of a later date and was
+    not computed after `read_at` — with three short statements instead of a staged page."""
+    now = datetime.now(UTC)
+    ids = [r[0] for r in rows]
+    stored = {
+        r.person_id: r
+        for r in (
+            await session.execute(
+                select(*(PROFILE.c[c] for c in (*NAMES, "computed_at"))).where(PROFILE.c.person_id.in_(ids))
+            )
+        ).all()
+    }
+    changes = []
+    keep = []
+    for row in rows:
+        new = dict(zip(NAMES, row, strict=True))
+        old = stored.get(new["person_id"])
+        if old is not None and read_at is not None and _aware(old.computed_at) >= read_at:
+            continue  # computed meanwhile from fresher facts
+        keep.append({**new, "computed_at": now})
+        if old is None or new["as_of"] < old.as_of:
+            continue
+        for c in TAG_COLUMNS:
+            before, after = getattr(old, c), new[c]
+            if before != after:
+                changes.append({"person_id": new["person_id"], "tag": c, "old_value": _text(before),
+                                "new_value": _text(after), "changed_on": new["as_of"], "recorded_at": now})
+    if changes:
+        await session.execute(insert(HISTORY), changes)
+    if keep:
+        upsert = (postgresql.insert if dialect_of(session) == "postgresql" else sqlite.insert)(PROFILE)
+        await session.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["person_id"], set_={c: upsert.excluded[c] for c in (*NAMES[1:], "computed_at")}
+            ),
+            keep,
+        )
+    return len(changes)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 async def drop_inactive(session: AsyncSession, person_ids: Sequence[str] | None = None) -> int:

@@ -113,7 +113,7 @@ def create_app(
         try:
             yield
         finally:
-            scheduler.shutdown()
+            await scheduler.stop()
             if catch_up is not None:
                 catch_up.cancel()
                 await asyncio.gather(catch_up, return_exceptions=True)

@@ -7,6 +7,7 @@ processes and survive restarts. Every job's failure goes to the one ErrorReporte
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -36,6 +37,7 @@ class JobScheduler:
         self.tz = ZoneInfo(tz)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self._scheduler = AsyncIOScheduler(timezone=self.tz)
+        self._running: set[asyncio.Task[Any]] = set()
 
     def every(self, name: str, seconds: float, job: Job) -> None:
         """Run `job` every `seconds` (never two at once in this process)."""
@@ -60,26 +62,50 @@ class JobScheduler:
         async with self.db.transaction() as session:
             if not await jobs.claim_run(session, name, key, self.owner):
                 return False
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
         try:
             outcome = await job(day)
+        except asyncio.CancelledError:
+            # Stopped mid-run: give the day back so the next start (or another process) runs it.
+            async with self.db.transaction() as session:
+                await jobs.release_run(session, name, key)
+            raise
         except Exception as exc:
             self.errors.report(exc, where=f"job {name}", key=key)
             async with self.db.transaction() as session:
                 await jobs.release_run(session, name, key)
             return False
+        finally:
+            if task is not None:
+                self._running.discard(task)
         async with self.db.transaction() as session:
             await jobs.finish_run(session, name, key, str(outcome or "done"))
         return True
 
     async def _guarded(self, name: str, job: Job) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
         try:
             await job()
+        except asyncio.CancelledError:
+            return  # stopped: the outbox keeps what was not sent, nothing to report
         except Exception as exc:
             self.errors.report(exc, where=f"job {name}", key=name)
+        finally:
+            if task is not None:
+                self._running.discard(task)
 
     def start(self) -> None:
         self._scheduler.start()
 
-    def shutdown(self) -> None:
+    async def stop(self) -> None:
+        """No new runs; interval jobs in flight are cancelled (their work stays in our tables)."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+        running = list(self._running)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)

@@ -3,8 +3,9 @@ processes schedule it — the first to insert the row does it, the others see it
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,14 +15,25 @@ from profile_store.models import JobRun
 RUNS = JobRun.__table__  # type: ignore[attr-defined]
 
 
-async def claim_run(session: AsyncSession, job: str, run_key: str, owner: str) -> bool:
-    """True when this caller gets the run (commit the session before doing the work)."""
+async def claim_run(
+    session: AsyncSession, job: str, run_key: str, owner: str, *, stale_after: timedelta = timedelta(hours=3)
+) -> bool:
+    """True when this caller gets the run (commit the session before doing the work). A run
+    claimed but unfinished for longer than `stale_after` (its process died) is taken over."""
+    now = datetime.now(UTC)
     insert = (postgresql.insert if dialect_of(session) == "postgresql" else sqlite.insert)(RUNS)
     result = await session.execute(
-        insert.values(job=job, run_key=run_key, owner=owner, started_at=datetime.now(UTC), outcome="")
-        .on_conflict_do_nothing()
+        insert.values(job=job, run_key=run_key, owner=owner, started_at=now, outcome="").on_conflict_do_nothing()
     )
-    return rowcount(result) == 1
+    if rowcount(result) == 1:
+        return True
+    taken = await session.execute(
+        update(RUNS)
+        .where(RUNS.c.job == job, RUNS.c.run_key == run_key, RUNS.c.finished_at.is_(None),
+               RUNS.c.started_at < now - stale_after)
+        .values(owner=owner, started_at=now)
+    )
+    return rowcount(taken) == 1
 
 
 async def finish_run(session: AsyncSession, job: str, run_key: str, outcome: str) -> None:

@@ -106,3 +106,39 @@ async def test_serve_makes_up_a_missed_nightly_refresh(
     assert [(r.job, r.run_key) for r in runs] == [("tags-refresh", settings.today().isoformat())]
     async with db.transaction() as session:
         assert len((await session.execute(select(PersonProfile))).scalars().all()) == 1
+
+
+async def test_a_run_left_by_a_dead_process_is_taken_over(db: Database) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from profile_store import jobs
+
+    await db.migrate()
+    async with db.transaction() as session:
+        assert await jobs.claim_run(session, "nightly", "2026-11-02", "host-a:1")  # …then host-a dies
+    async with db.transaction() as session:
+        assert not await jobs.claim_run(session, "nightly", "2026-11-02", "host-b:2")  # still fresh
+        row = await session.get(JobRun, ("nightly", "2026-11-02"))
+        assert row is not None
+        row.started_at = datetime.now(UTC) - timedelta(hours=4)
+    async with db.transaction() as session:
+        assert await jobs.claim_run(session, "nightly", "2026-11-02", "host-b:2")
+        row = await session.get(JobRun, ("nightly", "2026-11-02"))
+        assert row is not None and row.owner == "host-b:2"
+
+
+async def test_stopping_mid_run_gives_the_day_back(db: Database) -> None:
+    await db.migrate()
+    started = asyncio.Event()
+
+    async def slow(day: date) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    scheduler = JobScheduler(db, ErrorReporter(), "Asia/Shanghai")
+    run = asyncio.create_task(scheduler.run_daily("nightly", slow, DAY))
+    await started.wait()
+    await scheduler.stop()
+    assert run.cancelled()
+    async with db.transaction() as session:
+        assert (await session.execute(select(JobRun))).scalars().all() == []

@@ -114,7 +114,7 @@ def main() -> dict[str, object]:
             if not args.pg_url:
                 results[database] = "skipped: no --pg-url / QIANMIAN_BENCH_PG"
                 continue
-            urls = {k: _fresh_pg(args.pg_url, f"qm_bench_{k}") for k in ("bare", "import")}
+            urls = {k: fresh_pg(args.pg_url, f"qm_bench_{k}") for k in ("bare", "import")}
         bare_wall, bare_rss, _ = run_measured(
             [sys.executable, __file__, "--bare", "--db-url", urls["bare"], "--data", str(only)], env)
         wall, rss, _ = run_measured([qianmian, "import", str(only)], {**env, "DATABASE_URL": urls["import"]})
@@ -128,7 +128,7 @@ def main() -> dict[str, object]:
     return results
 
 
-def _fresh_pg(admin_url: str, name: str) -> str:
+def fresh_pg(admin_url: str, name: str) -> str:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from profile_store.db import async_url

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from importing import fresh_pg  # bench/ is on the path when run as a script
 from numpy.typing import NDArray
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -530,23 +531,6 @@ async def _fill_chunks(db: Database, generator: _Generator, persons: int, counts
 # ---------------------------------------------------------------- command line
 
 
-def _fresh_pg(admin_url: str, name: str) -> str:
-    """Drop and create database `name` on the server of `admin_url`; its URL (as bench/importing.py)."""
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    from profile_store.db import async_url
-
-    async def recreate() -> None:
-        engine = create_async_engine(async_url(admin_url), isolation_level="AUTOCOMMIT")
-        async with engine.connect() as conn:
-            await conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            await conn.execute(text(f"CREATE DATABASE {name}"))
-        await engine.dispose()
-
-    asyncio.run(recreate())
-    return admin_url.rsplit("/", 1)[0] + "/" + name
-
-
 async def _run(url: str, args: argparse.Namespace) -> dict[str, object]:
     db = Database(url)
     try:
@@ -579,7 +563,7 @@ def main() -> dict[str, object]:
     if args.database == "postgresql":
         if not args.pg_url:
             sys.exit("no --pg-url / QIANMIAN_BENCH_PG")
-        return asyncio.run(_run(_fresh_pg(args.pg_url, "qm_bench_tag_data"), args))
+        return asyncio.run(_run(fresh_pg(args.pg_url, "qm_bench_tag_data"), args))
     work = Path(tempfile.mkdtemp(prefix="qm-bench-tags-"))
     try:
         result = asyncio.run(_run(f"sqlite:///{work / 'tags.db'}", args))

@@ -20,6 +20,7 @@ from profile_store.labels import labels_of
 from profile_store.pii import mask_name, mask_phone
 from profile_store.tagging.history import TagChange, last_change
 from profile_store.tagging.refresh import compute_range, load_rules
+from profile_store.tagging.rules import Coupon, outstanding
 
 RECENT_BROWSING = 3
 
@@ -133,7 +134,7 @@ async def _phone(session: AsyncSession, graph: IdentityGraph, person: str, inclu
 
 
 async def _coupons(session: AsyncSession, person: str, as_of: date, end: datetime) -> list[HeldCoupon]:
-    """Coupons gotten, not consumed, not deleted and not expired at T (tags.md's rule)."""
+    """Coupons gotten, not consumed or deleted (by code, in SQL) and not expired at T."""
     rows = (
         await session.execute(
             text(
@@ -149,8 +150,9 @@ async def _coupons(session: AsyncSession, person: str, as_of: date, end: datetim
     ).all()
     held = []
     for got_at, name, valid_days, card_id in rows:
-        expires = None if valid_days is None else _as_datetime(got_at).date() + timedelta(days=int(valid_days))
-        if expires is None or expires >= as_of:
+        coupon = Coupon(_as_datetime(got_at), None if valid_days is None else int(valid_days), False, False)
+        if outstanding(coupon, as_of):  # the tag's own rule, so the card and the tag agree
+            expires = None if coupon.valid_days is None else coupon.got_at.date() + timedelta(days=coupon.valid_days)
             held.append(HeldCoupon(name or card_id or "", expires))
     return held
 

@@ -233,7 +233,7 @@ def compute(facts: PersonFacts, as_of: date, rules: TagRules) -> Computed:
     if facts.skus:
         ranked = sorted(facts.skus, key=lambda s: (-facts.skus[s], s))
         tags["core_sku"] = ranked[: lim.core_sku_max]
-    if any(_outstanding(c, as_of) for c in facts.coupons):
+    if any(outstanding(c, as_of) for c in facts.coupons):
         tags["coupon_outstanding"] = YES
     recent = [c for c in facts.coupons if c.got_at.date() >= window_first]
     if recent:
@@ -286,7 +286,8 @@ def _top(counts: dict[str, tuple[int, datetime]]) -> str:
     return min(k for k, v in counts.items() if v == best)
 
 
-def _outstanding(coupon: Coupon, as_of: date) -> bool:
+def outstanding(coupon: Coupon, as_of: date) -> bool:
+    """tags.md: gotten, not consumed, not deleted and not expired (get date + valid_days ≥ T)."""
     if coupon.consumed or coupon.deleted:
         return False
     if coupon.valid_days is None:

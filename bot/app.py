@@ -24,6 +24,9 @@ from bot.callbacks import MAX_BODY, CallbackHandlers, CallbackVerifier, verifica
 from bot.corp_tags import CorpTagMirror
 from bot.dispatcher import Dispatcher, ErrorReporter, Router
 from bot.metrics import Metrics
+from bot.outbox import OutboxSender
+from bot.portrait_links import PortraitLinks
+from bot.portrait_page import PortraitPage
 from bot.recorder import Recorder
 from bot.scheduler import JobScheduler
 from bot.settings import Settings
@@ -41,12 +44,15 @@ RECORDER = web.AppKey("recorder", Recorder)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 GRAPH = web.AppKey("graph", IdentityGraph)
 SCHEDULER = web.AppKey("scheduler", JobScheduler)
+LINKS = web.AppKey("links", PortraitLinks)
+OUTBOX = web.AppKey("outbox", OutboxSender)
 
 
 def default_routers() -> list[Router]:
-    from handlers import cards, contacts, followers, messages
+    from handlers import cards, contacts, followers, messages, scans
 
-    return [contacts.router, followers.router, cards.router, messages.router]
+    # scans after contacts/followers: its outbox rows follow the facts they are about.
+    return [contacts.router, followers.router, cards.router, messages.router, scans.router]
 
 
 def create_app(
@@ -80,6 +86,9 @@ def create_app(
         person_hooks=[on_persons_touched(settings)],
     )
     scheduler = JobScheduler(database, errors, settings.tz)
+    links = PortraitLinks(settings.secret_key, settings.public_url, ttl_seconds=settings.portrait_link_hours * 3600)
+    sender = OutboxSender(database, graph, settings, links, services, errors=errors, metrics=metrics)
+    dispatcher.after_commit.append(sender.wake)
     verifier = CallbackVerifier(settings)  # a malformed EncodingAESKey fails here, at start
 
     app = web.Application(client_max_size=MAX_BODY, middlewares=[verification_middleware(verifier, metrics)])
@@ -90,9 +99,13 @@ def create_app(
     app[DISPATCHER] = dispatcher
     app[GRAPH] = graph
     app[SCHEDULER] = scheduler
+    app[LINKS] = links
+    app[OUTBOX] = sender
     CallbackHandlers(recorder, dispatcher, metrics).add_routes(app)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
+    page = PortraitPage(settings, database, graph, links, lambda: services.get("wecom"))
+    app.router.add_get("/p/{token}", page.handle)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await database.migrate()
@@ -105,6 +118,7 @@ def create_app(
         if wechat is None:
             services["wechat"] = _wechat_clients(http, database, settings)
         await recorder.start()
+        sender.start()
         sweeper = asyncio.create_task(
             dispatcher.run_sweeper(interval=sweep_interval, grace=sweep_grace), name="callback-sweeper"
         )
@@ -121,6 +135,7 @@ def create_app(
             sweeper.cancel()
             await asyncio.gather(sweeper, return_exceptions=True)
             await dispatcher.drain()
+            await sender.stop()
             await http.close()
             if db is None:
                 await database.dispose()

@@ -40,7 +40,9 @@ from bot.cli_common import (
     vault_or_fail,
 )
 from bot.cli_ops import deadletter
+from bot.cli_qr import qr_app
 from bot.cli_tags import history_command, labels_app, portrait_command, tags_app
+from bot.cli_welcome import outbox_command, welcome_app
 
 app = typer.Typer(
     name="qianmian",
@@ -277,6 +279,9 @@ def identity_explain_command(
 app.add_typer(deadletter, name="deadletter")
 app.add_typer(tags_app, name="tags")
 app.add_typer(labels_app, name="labels")
+app.add_typer(qr_app, name="qr")
+app.add_typer(welcome_app, name="welcome")
+app.command("outbox")(outbox_command)
 app.command("history")(history_command)
 app.command("portrait")(portrait_command)
 

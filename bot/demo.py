@@ -38,6 +38,7 @@ from profile_store.labels import add_label
 from profile_store.lookup import PersonCard, person_card
 from profile_store.pii import PiiVault
 from profile_store.portrait import portrait
+from profile_store.staff import all_staff
 from profile_store.tagging.history import tag_history
 from profile_store.tagging.refresh import refresh_all
 
@@ -60,6 +61,7 @@ class DemoOutcome:
     member_portrait: str = ""
     corp_tags_sent: int = 0
     member_corp_tags: list[str] | None = None
+    pushed_card: dict[str, Any] | None = None  # the template_card the guide received
 
 
 def demo_secret(workdir: Path) -> str:
@@ -180,6 +182,8 @@ async def _play(
     async with db.transaction() as session:
         member = await lookup.a_member_with_unionid(session)
         store_id, guide, second_guide = await lookup.a_store_with_two_guides(session)
+        for userid, name in await all_staff(session):  # WeCom knows the retailer's staff
+            sim.add_staff(userid, name)
     if member is None or member.unionid is None:
         raise RuntimeError("the generated retailer has no member with a unionid")
 
@@ -191,15 +195,18 @@ async def _play(
     card = await _card(db, graph, "external_userid", "wmDemoMember0001")
     _show(out, card)
     member_person = card.person_id if card else ""
+    pushed = await _pushed_card(out, sim, guide)
     member_portrait = await _portrait(out, db, graph, member_person, guide, settings)
 
     # 2. A new customer follows the official account through the store's parametric QR code...
     out.rule(texts.DEMO_SCENE_NEW_FOLLOWER)
     unionid = "oUDemoNewFollower01"
+    cards_before = len(sim.wecom.app_messages)
     await driver.oa_subscribe("oDemoNewFollower01", scene=f"store_{store_id}", unionid=unionid)
     await _settled(db)
     follower = await _card(db, graph, "openid", "wx_demo_brand/oDemoNewFollower01")
     _show(out, follower)
+    await _store_cards(out, sim, cards_before)
     # ... and adds a guide on WeCom the same day: WeCom knows the same unionid.
     out.rule(texts.DEMO_SCENE_FOLLOWER_ADDS_GUIDE)
     await driver.wecom_add_external_contact(second_guide, "wmDemoNewcomer0001", state=f"guide_{second_guide}",
@@ -280,6 +287,7 @@ async def _play(
         follower_person=follower.person_id if follower else "",
         follower_merged_with_contact=merged, duplicate_recorded_once=once, forged_status=result.status or 0,
         member_portrait=member_portrait, corp_tags_sent=mirrored.sent, member_corp_tags=shown,
+        pushed_card=pushed,
     )
 
 
@@ -303,6 +311,45 @@ async def _portrait(
     for line in text.splitlines():
         out.print("    " + line, highlight=False, markup=False)
     return text
+
+
+async def _pushed_card(out: Console, sim: TencentSimulator, guide: str, within: float = 5.0) -> dict[str, Any] | None:
+    """The portrait card WeCom delivered to the guide's phone, and the customer's welcome."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    cards: list[Any] = []
+    while loop.time() < deadline:
+        cards = [m for m in sim.wecom.app_messages if m.msgtype == "template_card" and guide in m.touser]
+        if cards and sim.wecom.welcome_messages:
+            break
+        await asyncio.sleep(0.05)
+    if not cards:
+        out.print(texts.DEMO_NO_CARD)
+        return None
+    card = cards[-1].body["template_card"]
+    out.print(texts.DEMO_CARD_INTRO.format(guide=guide))
+    out.print(f"    {card['main_title']['title']}｜{card['main_title'].get('desc', '')}", highlight=False, markup=False)
+    for row in card["horizontal_content_list"]:
+        out.print(f"    {row['keyname']}：{row['value']}", highlight=False, markup=False)
+    out.print(f"    {card['sub_title_text']}", highlight=False, markup=False)
+    out.print(texts.DEMO_CARD_LINK.format(url=card["card_action"]["url"]), highlight=False, markup=False)
+    for welcome in sim.wecom.welcome_messages[-1:]:
+        out.print(texts.DEMO_WELCOME.format(text=welcome.get("text", {}).get("content", "")), highlight=False,
+                  markup=False)
+    return dict(card)
+
+
+async def _store_cards(out: Console, sim: TencentSimulator, since: int, within: float = 3.0) -> None:
+    """Who got a card for a follow through a store's OA QR code (every guide of that store)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    guides: list[str] = []
+    while loop.time() < deadline and not guides:
+        await asyncio.sleep(0.1)
+        guides = [u for m in sim.wecom.app_messages[since:] if m.msgtype == "template_card" for u in m.touser]
+    if guides:
+        title = sim.wecom.app_messages[-1].body["template_card"]["main_title"]["title"]
+        out.print(texts.DEMO_STORE_CARDS.format(guides="、".join(sorted(guides)), title=title), highlight=False)
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:

@@ -40,5 +40,12 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.outbox_messages = Counter(
+            "qianmian_outbox_messages_total",
+            "Outbox rows handled (portrait cards, welcomes, answers), by outcome",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -39,6 +39,16 @@ def talking_points(p: Portrait) -> list[str]:
     return tips[:MAX_TIPS]
 
 
+def preference_parts(p: Portrait) -> list[str]:
+    """Preferred category, channel and store, in words."""
+    tags = p.tags
+    parts = [str(v) for v in (tags.get("preferred_category"), tags.get("preferred_channel")) if v]
+    if tags.get("preferred_store"):
+        store = tags["preferred_store"]
+        parts.append(texts.PORTRAIT_PREFERRED_STORE.format(store=p.store_names.get(store, store)))
+    return parts
+
+
 def render(p: Portrait) -> str:
     tags, metrics = p.tags, p.metrics
     who = p.name or texts.PORTRAIT_WHO_UNKNOWN
@@ -61,10 +71,7 @@ def render(p: Portrait) -> str:
             power=tags["purchase_power"], wallet=tags.get("wallet_depth", ""),
             orientation=tags.get("price_orientation", ""),
         ))
-    preferences = [v for v in (tags.get("preferred_category"), tags.get("preferred_channel")) if v]
-    if tags.get("preferred_store"):
-        store = tags["preferred_store"]
-        preferences.append(texts.PORTRAIT_PREFERRED_STORE.format(store=p.store_names.get(store, store)))
+    preferences = preference_parts(p)
     if preferences:
         lines.append(texts.PORTRAIT_PREFERENCES.format(parts="｜".join(preferences)))
     if tags.get("core_sku"):

@@ -66,7 +66,7 @@ class Recorder:
         await self._queue.put((event, future))
         return await future
 
-    async def wait_idle(self, at_most: float, *, quiet: float = 0.05) -> bool:
+    async def wait_idle(self, at_most: float, *, quiet: float = 0.005) -> bool:
         """True once nothing has been recorded for `quiet` seconds; False after `at_most`.
 
         Background processing calls this before each batch: answering Tencent comes first, and
@@ -76,7 +76,7 @@ class Recorder:
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return False
+                return self._idle.is_set() and loop.time() - self._last_record >= quiet
             try:
                 await asyncio.wait_for(self._idle.wait(), remaining)
             except TimeoutError:

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
 
     wecom_api_base: str = Field("https://qyapi.weixin.qq.com", alias="WECOM_API_BASE")
     wechat_api_base: str = Field("https://api.weixin.qq.com", alias="WECHAT_API_BASE")
+    # Where official-account QR pictures are fetched (showqrcode); unset: https://mp.weixin.qq.com
+    # when WECHAT_API_BASE is Tencent's, else WECHAT_API_BASE (a simulator or proxy serves both).
+    wechat_mp_base: str | None = Field(None, alias="WECHAT_MP_BASE")
 
     public_url: str = Field("http://127.0.0.1:8080", alias="QIANMIAN_PUBLIC_URL")
     secret_key: str | None = Field(None, alias="QIANMIAN_SECRET_KEY")
@@ -72,6 +75,16 @@ class Settings(BaseSettings):
     # WeCom corp tags: how often the outbox is looked at, and at most how many calls a second.
     corp_tags_interval_seconds: float = Field(5.0, gt=0, alias="QIANMIAN_CORP_TAGS_INTERVAL")
     corp_tags_per_second: float = Field(20.0, gt=0, alias="QIANMIAN_CORP_TAGS_RATE")
+    # Portrait links (GET /p/{token}): how long a link sent to a guide stays valid.
+    portrait_link_hours: float = Field(24.0, gt=0, alias="QIANMIAN_PORTRAIT_LINK_HOURS")
+    # WeCom OAuth2 on portrait pages: when on, the page asks WeCom who is opening it and refuses
+    # anyone but the guide the link was sent to. Needs a trusted domain set up for the app.
+    wecom_oauth: bool = Field(False, alias="QIANMIAN_WECOM_OAUTH")
+    wecom_oauth_base: str = Field("https://open.weixin.qq.com", alias="WECOM_OAUTH_BASE")
+    # Where QR code pictures are saved.
+    media_dir: str = Field("qianmian-media", alias="QIANMIAN_MEDIA_DIR")
+    # The outbox (portrait cards, welcomes, pictures): how often it is looked at for retries.
+    outbox_interval_seconds: float = Field(2.0, gt=0, alias="QIANMIAN_OUTBOX_INTERVAL")
 
     def today(self) -> date:
         """T by default: today in the business time zone."""

@@ -116,8 +116,128 @@ TIP_BROWSING = "TA 最近在看{category}，可以推荐相关款式。"
 TIP_NEW = "新朋友，介绍会员权益和首单礼。"
 TIP_GREETING = "先问候，了解 TA 今天想看什么。"
 DEMO_TAGS = "标签已计算（截至 {as_of}）：{persons} 位顾客。生命周期分布：{lifecycles}"
-DEMO_PORTRAIT_INTRO = "  导购 {guide} 的手机上收到的顾客画像："
+DEMO_PORTRAIT_INTRO = "  导购 {guide} 点开画像后看到的内容（文字版）："
 DEMO_TAG_CHANGES = "  这位顾客今天的标签变化："
 DEMO_SCENE_CORP_TAGS = "场景八：生命周期、RFM 和自定义标签同步为企业微信客户标签（导购在企微里直接可见）"
 DEMO_LABEL_PUT = "  导购 {guide} 给这位老会员打上自定义标签“{label}”。"
 DEMO_CORP_TAGS_RESULT = "  已同步 {sent} 条企微客户标签；老会员在导购 {guide} 的企微里显示：{tags}"
+
+# ---------------------------------------------------------------- scan → portrait card, welcome (issue 4)
+CARD_SOURCE = "千面·顾客画像"
+CARD_TITLE_KNOWN = "{who} 刚刚添加了您"
+CARD_TITLE_SCANNED = "{who} 刚刚扫码进店"
+CARD_TITLE_NEW = "新顾客 刚刚添加了您"
+CARD_TITLE_NEW_SCANNED = "新顾客 刚刚扫码进店"
+CARD_DESC_STORE = "来自 {store} 的二维码"
+CARD_DESC_GUIDE = "来自您的专属二维码"
+CARD_NEW_CUSTOMER = "首次到访，暂无购买记录"
+CARD_KEYS = {
+    "lifecycle": "生命周期", "level": "会员等级", "preferences": "偏好", "last_purchase": "最近购买",
+    "coupons": "未用券", "value": "购买力", "phone": "手机",
+}
+CARD_LAST_PURCHASE = "{on} {amount:.0f}元"
+CARD_TIPS = "建议：{tips}"
+CARD_OPEN = "查看完整画像"
+CARD_NOT_MEMBER = "非会员"
+# Welcome messages by kind of new contact (a marketer edits them: `qianmian welcome set KIND ...`).
+# Placeholders: {guide} the guide's name, {store} the store's name.
+WELCOME_DEFAULTS = {
+    "new": "您好，我是{store}的{guide}，很高兴认识您！新人礼已为您备好：首单立减券，到店或在小程序下单即可使用。",
+    "price": "您好，我是{store}的{guide}！本周店内正在做优惠活动，部分商品低至 7 折，需要的话随时问我。",
+    "loyal": "您好，我是{store}的{guide}，感谢您一直以来的支持！新品刚刚到店，先给您留意几款合适的。",
+    "default": "您好，我是{store}的{guide}，有任何需要随时找我。",
+}
+WELCOME_KIND_NAMES = {"new": "新顾客", "price": "价格导向", "loyal": "忠诚顾客", "default": "其他"}
+WELCOME_STORE_FALLBACK = "本店"
+WELCOME_GUIDE_FALLBACK = "您的专属顾问"
+WELCOME_TITLE = "欢迎语模板"
+WELCOME_COLUMNS = ("类型", "适用顾客", "内容", "链接", "券", "修改人")
+WELCOME_SET_DONE = "已更新“{kind}”欢迎语，新添加的顾客将收到新内容。"
+WELCOME_RESET_DONE = "“{kind}”欢迎语已恢复默认。"
+WELCOME_BAD_KIND = "没有“{kind}”这类欢迎语；可用的有：{kinds}"
+WELCOME_BAD_TEXT = "欢迎语无效：{reason}"
+WELCOME_REASONS = {
+    "empty": "内容不能为空",
+    "too long": "内容最多 {limit} 字节（企业微信限制）",
+    "placeholder": "不认识的占位符 {{{name}}}，只能用 {{guide}} 和 {{store}}",
+    "format": "花括号不成对（要写花括号本身请用 {{{{ 和 }}}}）",
+}
+WELCOME_BAD_LINK = "链接必须以 https:// 或 http:// 开头：{url}"
+OUTBOX_TITLE = "待发消息（outbox）"
+OUTBOX_COUNTS = "待发 {pending}，已发 {sent}，失败 {failed}，过期 {expired}"
+
+# ---------------------------------------------------------------- the portrait page (GET /p/{token}, issue 4)
+PAGE_TITLE = "顾客画像"
+PAGE_HEAD_TITLE = "顾客画像 · {who}"
+PAGE_SECTION_TAGS = "画像"
+PAGE_PREFERENCES = "偏好"
+PAGE_BROWSING = "最近在看"
+PAGE_LABELS = "自定义标签"
+PAGE_SECTION_CHART = "近一年品类消费"
+PAGE_CHART_EMPTY = "近一年没有购买记录"
+PAGE_CATEGORY_OTHER = "其他"
+PAGE_AMOUNT = "{amount:.2f} 元"
+PAGE_SECTION_TIMELINE = "最近订单"
+PAGE_ITEM = "{name}×{qty}"
+PAGE_SECTION_COUPONS = "未用券"
+PAGE_COUPON_UNTIL = "{until} 到期"
+PAGE_COUPON_NO_EXPIRY = "长期有效"
+PAGE_COUPONS_EMPTY = "没有未用的券"
+PAGE_SECTION_TIPS = "建议话术"
+PAGE_AS_OF = "数据截至 {as_of}"
+PAGE_FOOTER = "仅供服务顾客使用，请勿截图外传。"
+PAGE_REFUSED_TITLE = "无法打开客户画像"
+PAGE_FORGED = "链接无效"
+PAGE_EXPIRED = "链接已过期，请在企业微信中重新打开客户画像"
+PAGE_FOREIGN = "此链接只发给了导购{guide}"
+PAGE_DENIED = "你目前无权查看这位顾客的画像"
+PAGE_DENIED_HINTS = {
+    "not_theirs": "TA 不是你（或你门店）的企业微信好友，24 小时内也没有扫过你门店的二维码。",
+    "unknown_viewer": "你不在导购名单中，请联系管理员。",
+    "unknown_role": "你的角色不能查看顾客画像，请联系管理员。",
+}
+PAGE_NO_PERSON = "找不到这位顾客（可能已与其他顾客合并或已移除）"
+PAGE_AUTH_FAILED = "无法确认你的企业微信身份，请在企业微信中重新打开客户画像"
+PAGE_AUTH_UNAVAILABLE = "暂时无法确认你的企业微信身份，请稍后再试"
+
+# ---------------------------------------------------------------- store and guide QR codes (issue 4)
+QR_KINDS = {"store": "门店", "guide": "导购"}
+QR_CHANNEL_WECOM = "企业微信"
+QR_CHANNEL_OA = "公众号 {appid} "
+QR_CREATED = "已生成{who}的{channel}二维码。"
+QR_REUSED = "{who}的{channel}二维码已存在，沿用原码（未占用新的名额）。"
+QR_WHO_STORE = "门店 {name}（{store_id}）"
+QR_WHO_GUIDE = "导购 {name}（{guide_id}）"
+QR_STATE_LINE = "渠道参数：{state}"
+QR_ROTATES_LINE = "轮流接待：{guides}"
+QR_SERVED_BY_LINE = "接待导购：{guides}"
+QR_PICTURE_LINE = "二维码图片：{path}"
+QR_GUIDE_NAME = "{name}（{guide_id}）"
+QR_STATE_TOO_LONG = "二维码参数“{state}”有 {length} 个字符，超过腾讯允许的 {limit} 个，请换用更短的{kind}编号。"
+QR_STATE_EMPTY = "请给出{kind}编号。"
+QR_UNKNOWN_STORE = "找不到门店“{store_id}”，请先导入 stores.csv。"
+QR_UNKNOWN_GUIDE = "找不到员工“{guide_id}”，请先导入 guides.csv。"
+QR_NO_STAFF = "门店 {store_id} 没有登记导购或店长，无法生成门店二维码（请在 guides.csv 中登记）。"
+QR_NO_WECOM = "没有配置企业微信应用（WECOM_CORP_ID、WECOM_SECRET、WECOM_AGENT_ID），无法生成企业微信二维码。"
+QR_NO_OA = "公众号 {appid} 没有配置（需要 AppSecret），无法生成公众号二维码。"
+QR_NO_OA_AT_ALL = "没有配置公众号，无法生成公众号二维码。"
+QR_TENCENT_FAILED = "腾讯接口调用失败：{error}"
+QR_NOT_A_PICTURE = "腾讯返回的不是二维码图片（{url}）。"
+QR_LIST_NONE = "还没有生成过二维码。"
+QR_LIST_TITLE = "已生成的二维码"
+QR_LIST_COLUMNS = ("渠道", "渠道参数", "门店", "导购", "轮流接待", "图片", "创建人", "创建时间")
+QR_CLI_ONE_TARGET = "请给出 --store 或 --guide 之一。"
+# Chat: a staff member asks the bot for a QR code.
+QR_CHAT_UNKNOWN_STAFF = "您不在员工名单（guides.csv）中，不能生成二维码。"
+QR_CHAT_GUIDE_OWN_ONLY = "导购只能生成自己的专属二维码，可以说：生成我的二维码。"
+QR_CHAT_MANAGER_OWN_STORE = "店长只能生成本店（{store_id}）和本店导购的二维码。"
+QR_CHAT_NO_OWN_STORE = "您没有所属门店，请说明门店编号，例如：给S001门店生成二维码。"
+QR_CHAT_NOT_UNDERSTOOD = (
+    "没听懂要生成哪个二维码。可以这样说：给S001门店生成二维码、生成导购G001的二维码、生成我的二维码。"
+)
+QR_CHAT_FAILED = "二维码没有生成：{reason}"
+DEMO_CARD_INTRO = "  导购 {guide} 的企业微信收到顾客画像卡片（回调应答之后立即推送）："
+DEMO_CARD_LINK = "    完整画像（浏览器打开，24 小时内有效，只给这位导购）：{url}"
+DEMO_WELCOME = "  顾客收到的欢迎语：{text}"
+DEMO_NO_CARD = "  （导购还没有收到画像卡片）"
+DEMO_STORE_CARDS = "  门店导购 {guides} 各收到一张卡片“{title}”（每张卡片的链接只对收件导购本人有效）。"

@@ -37,7 +37,7 @@ def async_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _setup_sqlite(engine: AsyncEngine) -> None:
+def _setup_sqlite(engine: AsyncEngine, *, writer: bool = True) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Take transactions into our own hands: every transaction starts with BEGIN IMMEDIATE, so
@@ -52,7 +52,9 @@ def _setup_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers begin deferred: in WAL mode they see a consistent snapshot and never wait for
+        # (nor hold up) the writer.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
 
 class Database:
@@ -68,6 +70,12 @@ class Database:
             _setup_sqlite(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_gate: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
+        self.read_engine: AsyncEngine | None = None
+        self._readers = self.sessions
+        if self.is_sqlite:
+            self.read_engine = _create_async_engine(self.url, echo=echo)
+            _setup_sqlite(self.read_engine, writer=False)
+            self._readers = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -92,6 +100,14 @@ class Database:
         async with self._write_gate, self.sessions() as session, session.begin():
             yield session
 
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only unit of work (a snapshot). On SQLite it takes neither the write gate nor
+        the write lock, so reading a portrait never delays recording a callback; nothing it
+        does may write (it is rolled back at the end)."""
+        async with self._readers() as session:
+            yield session  # closing the session rolls its (auto-begun) transaction back
+
     async def migrate(self) -> None:
         """Bring the schema to the newest migration (safe with several processes starting)."""
         from alembic import command
@@ -109,6 +125,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.read_engine is not None:
+            await self.read_engine.dispose()
 
 
 async def lock_for(session: AsyncSession, lock_id: int) -> None:

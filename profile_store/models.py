@@ -380,3 +380,84 @@ class JobRun(SQLModel, table=True):
     finished_at: datetime | None = None
     owner: str = ""
     outcome: str = ""
+
+
+# ---------------------------------------------------------------- the scan-to-portrait flow (issue 4)
+
+
+class Outbox(SQLModel, table=True):
+    """A message that must go out exactly once: a portrait card to a guide, a welcome to a new
+    contact, a picture to whoever asked. Written in the transaction that processed its callback,
+    so a Tencent retry finds the row already there (unique `key`) and a restart resumes it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)  # e.g. "portrait:<callback dedupe key>:<guide>"
+    kind: str  # portrait | welcome | image | text
+    person_id: str = Field(default="", index=True)  # may be empty: resolved when sending
+    payload: str = "{}"  # JSON: what the sender needs (guide, external_userid, welcome_code, …)
+    status: str = "pending"  # pending | sent | failed | expired
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=_utcnow)
+    expires_at: datetime | None = None  # a welcome code is good for 20 s
+    created_at: datetime = Field(default_factory=_utcnow)
+    sent_at: datetime | None = None
+    last_error: str = ""
+
+
+class ContactWay(SQLModel, table=True):
+    """A QR code we created: a WeCom "联系我" contact way or an OA parametric QR code. `state` is
+    what comes back in the callback (`store_<id>` / `guide_<id>`, at most 30 characters)."""
+
+    __tablename__ = "contact_way"
+    channel: str = Field(primary_key=True)  # "wecom" or the OA's appid
+    state: str = Field(primary_key=True)
+    store_id: str = Field(default="", index=True)
+    guide_id: str = ""
+    config_id: str = ""  # WeCom config_id, or the OA ticket
+    qr_url: str = ""
+    image_path: str = ""  # where the PNG was saved
+    users: str = "[]"  # JSON list of the guides a store QR rotates among
+    created_by: str = ""
+    created_at: datetime = Field(default_factory=_utcnow)
+
+
+class PortraitView(SQLModel, table=True):
+    """Audit of every opening of a portrait page, shown or refused."""
+
+    __tablename__ = "portrait_view"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=_utcnow)
+    link_id: str = ""  # the link's own id (one per card sent)
+    guide_id: str = ""  # whom the link was sent to
+    viewer: str = ""  # who opened it (WeCom OAuth userid), when known
+    person_id: str = Field(default="", index=True)
+    outcome: str  # shown | expired | forged | foreign | denied
+    ip: str = ""
+
+
+class WelcomeTemplate(SQLModel, table=True):
+    """A welcome message a marketer can edit, chosen by the new contact's tags (kind)."""
+
+    __tablename__ = "welcome_template"
+    kind: str = Field(primary_key=True)  # new | price | loyal | default
+    text: str
+    link_title: str = ""
+    link_url: str = ""
+    card_id: str = ""  # a coupon offered with it (新人礼)
+    updated_by: str = ""
+    updated_at: datetime = Field(default_factory=_utcnow)
+
+
+class CommandLog(SQLModel, table=True):
+    """Audit of every command a staff member gave (chat or CLI on their behalf)."""
+
+    __tablename__ = "command_log"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=_utcnow)
+    userid: str = Field(index=True)
+    text: str
+    family: str = ""  # qr | segment | campaign | report | portrait | tag | help | unknown
+    outcome: str = ""  # done | refused | failed | not_understood | preview
+    detail: str = ""

@@ -3,7 +3,9 @@ tags"). One function, `portrait(...)`, used by the QR-scan push, the `查一下�
 portrait page; the wording lives in bot/texts.py and bot/portrait_text.py.
 
 Tags are computed for the asked date right here (one person: a few milliseconds), so a portrait
-is never staler than the data; personal data is masked unless the caller may see it.
+is never staler than the data — except on the live push, which takes the stored profile the
+callback's own transaction has just brought up to date (`stored=True`); personal data is masked
+unless the caller may see it.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from profile_store.labels import labels_of
 from profile_store.pii import mask_name, mask_phone
 from profile_store.tagging.history import TagChange, last_change
 from profile_store.tagging.refresh import compute_range, load_rules
-from profile_store.tagging.rules import Coupon, outstanding
+from profile_store.tagging.rules import Coupon, outstanding, window_start
+from profile_store.tagging.store import stored_profile
 
 RECENT_BROWSING = 3
+TIMELINE_ORDERS = 10
 
 
 @dataclass(frozen=True)
@@ -55,23 +59,57 @@ class Portrait:
     last_purchase: LastPurchase | None = None
     coupons: list[HeldCoupon] = field(default_factory=list)
     browsing: list[str] = field(default_factory=list)  # recent browsed products, newest first
+    # Only with `details=True` (the portrait page): spending by category over the tags' one-year
+    # window, largest first, and the latest paid orders, newest first.
+    category_spend: list[CategorySpend] = field(default_factory=list)
+    timeline: list[PastOrder] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CategorySpend:
+    category: str  # "" for items whose product (or its category) is unknown
+    amount_fen: int  # Σ qty × unit_price of the items, as the preferred_category tag counts them
+
+
+@dataclass(frozen=True)
+class PastOrder:
+    order_id: str
+    paid_at: datetime
+    channel: str
+    store: str  # store name (or id), "" when not a store order
+    amount_fen: int
+    items: tuple[tuple[str, int], ...]  # (product name or sku, qty), in file order
 
 
 async def portrait(
-    session: AsyncSession, graph: IdentityGraph, person_id: str, as_of: date, *, include_pii: bool = False
+    session: AsyncSession,
+    graph: IdentityGraph,
+    person_id: str,
+    as_of: date,
+    *,
+    include_pii: bool = False,
+    details: bool = False,
+    stored: bool = False,
 ) -> Portrait | None:
+    """`stored`: take metrics and tags from the `profile` row when it is of `as_of` (the live
+    path keeps it current within the callback's own transaction) instead of computing them."""
     person = await graph.canonical(session, person_id)
     if person is None:
         return None
-    computed = (await compute_range(session, [person], as_of, await load_rules(session)))[person]
+    rules = await load_rules(session)
+    kept = await stored_profile(session, person, as_of) if stored else None
+    if kept is None:
+        computed = (await compute_range(session, [person], as_of, rules))[person]
+        kept = computed.metrics, computed.tags
+    metrics, tags = kept
     end = datetime.combine(as_of + timedelta(days=1), time.min)
     found = Portrait(
         person_id=person,
         as_of=as_of,
         name=await _name(session, person, include_pii),
         phone=await _phone(session, graph, person, include_pii),
-        metrics=computed.metrics,
-        tags=computed.tags,
+        metrics=metrics,
+        tags=tags,
         labels=(await labels_of(session, [person])).get(person, []),
         lifecycle_change=await last_change(session, person, "lifecycle"),
     )
@@ -90,10 +128,14 @@ async def portrait(
         found.last_purchase = LastPurchase(_as_datetime(row[0]), row[4] or row[1] or "", row[2], int(row[3]))
     found.coupons = await _coupons(session, person, as_of, end)
     found.browsing = await _browsing(session, person, end)
-    stores = [s for s in (computed.tags.get("preferred_store"),) if s]
+    stores = [s for s in (tags.get("preferred_store"),) if s]
     found.store_names = await _names(session, "store", "store_id", stores)
-    found.sku_names = await _names(session, "product", "sku", computed.tags.get("core_sku", []))
-    found.guide_names = await _names(session, "guide", "guide_id", computed.tags.get("guides", []))
+    found.sku_names = await _names(session, "product", "sku", tags.get("core_sku", []))
+    found.guide_names = await _names(session, "guide", "guide_id", tags.get("guides", []))
+    if details:
+        year = datetime.combine(window_start(as_of, rules.window_days), time.min)
+        found.category_spend = await _category_spend(session, person, year, end)
+        found.timeline = await _timeline(session, person, end)
     return found
 
 
@@ -183,3 +225,53 @@ async def _names(session: AsyncSession, table: str, key: str, ids: list[str]) ->
         {"ids": list(ids)},
     )
     return {k: n for k, n in rows.all() if n}
+
+
+async def _category_spend(session: AsyncSession, person: str, start: datetime, end: datetime) -> list[CategorySpend]:
+    """Paid items of [start, end) by their product's category."""
+    rows = (
+        await session.execute(
+            text(
+                "SELECT COALESCE(p.category, ''), SUM(i.qty * i.unit_price_fen) FROM orders o"
+                " JOIN order_item i ON i.order_id = o.order_id LEFT JOIN product p ON p.sku = i.sku"
+                " WHERE o.person_id = :p AND o.status = 'paid' AND o.paid_at >= :start AND o.paid_at < :end"
+                " GROUP BY COALESCE(p.category, '')"
+            ).bindparams(bindparam("start", start, type_=DateTime()), bindparam("end", end, type_=DateTime())),
+            {"p": person},
+        )
+    ).all()
+    spend = [CategorySpend(str(category), int(total or 0)) for category, total in rows]
+    # Sorted here: PostgreSQL and SQLite order text differently (collation); ties go by name.
+    return sorted(spend, key=lambda c: (-c.amount_fen, c.category))
+
+
+async def _timeline(session: AsyncSession, person: str, end: datetime) -> list[PastOrder]:
+    """The latest paid orders before `end` with their items (two queries, not one per order)."""
+    orders = (
+        await session.execute(
+            text(
+                "SELECT o.order_id, o.paid_at, o.channel, o.store_id, s.name, o.amount_fen FROM orders o"
+                " LEFT JOIN store s ON s.store_id = o.store_id"
+                " WHERE o.person_id = :p AND o.status = 'paid' AND o.paid_at < :end"
+                " ORDER BY o.paid_at DESC, o.order_id DESC LIMIT :n"
+            ).bindparams(bindparam("end", end, type_=DateTime())),
+            {"p": person, "n": TIMELINE_ORDERS},
+        )
+    ).all()
+    if not orders:
+        return []
+    items: dict[str, list[tuple[str, int]]] = {}
+    lines = await session.execute(
+        text(
+            "SELECT i.order_id, COALESCE(NULLIF(p.name, ''), i.sku), i.qty FROM order_item i"
+            " LEFT JOIN product p ON p.sku = i.sku WHERE i.order_id IN :ids ORDER BY i.order_id, i.line_no"
+        ).bindparams(bindparam("ids", expanding=True)),
+        {"ids": [row[0] for row in orders]},
+    )
+    for order_id, name, qty in lines.all():
+        items.setdefault(order_id, []).append((str(name), int(qty)))
+    return [
+        PastOrder(order_id, _as_datetime(paid_at), channel, store_name or store_id or "", int(amount),
+                  tuple(items.get(order_id, [])))
+        for order_id, paid_at, channel, store_id, store_name, amount in orders
+    ]

@@ -21,6 +21,7 @@ T = date(2026, 11, 1)
 
 HEADERS = {
     "stores": "store_id,name,city,region",
+    "guides": "guide_id,name,store_id,role",
     "products": "sku,name,category,brand,list_price",
     "coupons": "card_id,name,kind,value,threshold,valid_days",
     "members": "member_id,phone,unionid,name,gender,birthday,city,level,register_time,register_channel,"
@@ -53,6 +54,9 @@ class Retailer:
     def _next(self, prefix: str) -> str:
         self._n += 1
         return f"{prefix}{self._n:05d}"
+
+    def guide(self, guide_id: str, name: str, store_id: str = "S001", role: str = "guide") -> None:
+        self.rows["guides"].append({"guide_id": guide_id, "name": name, "store_id": store_id, "role": role})
 
     def member(self, member_id: str, **values: Any) -> None:
         row = {"member_id": member_id, "register_time": "2020-01-01 10:00:00", "level": "V0", "name": "张三"}

@@ -34,6 +34,9 @@ async def test_demo_plays_the_story_and_shows_no_phone(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / ".secret").stat().st_mode & 0o077 == 0
     # Tags: computed, shown as the guide's portrait, changes listed, mirrored as WeCom corp tags.
     assert "生命周期分布" in printed
+    card = outcome.pushed_card  # the guide's WeCom card, pushed right after the scan
+    assert card is not None and "/p/" in card["card_action"]["url"]
+    assert any(row["keyname"] == "生命周期" for row in card["horizontal_content_list"])
     assert outcome.member_portrait.startswith("【顾客画像】") and "建议话术" in outcome.member_portrait
     assert "企微好友" in printed or "所属导购" in printed
     assert outcome.corp_tags_sent >= 1 and outcome.member_corp_tags and "爱穿裙子" in outcome.member_corp_tags

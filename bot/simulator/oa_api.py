@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.simulator.common import Clock, Ctx, SimError, UploadedFile, random_id, text_of
+from bot.simulator.common import Clock, Ctx, SimError, UploadedFile, qr_png, random_id, text_of
 
 CUSTOM_WINDOW = 48 * 3600.0  # customer-service messages only within 48 h of the user's last action
 CLIENT_MSG_ID_TTL = 600.0  # template `client_msg_id`: the same id is sent once within 10 minutes
@@ -97,6 +97,17 @@ class OfficialAccounts:
         user = self.accounts[app_id].users.get(openid)
         if user is not None:
             user.last_interaction = self.clock.now() if at is None else at
+
+    def qrcode_picture(self, ticket: str) -> bytes | None:
+        """The PNG mp.weixin.qq.com/cgi-bin/showqrcode serves for a ticket (None: unknown or expired)."""
+        for account in self.accounts.values():
+            qr = account.qrcodes.get(ticket)
+            if qr is None:
+                continue
+            if "expires_at" in qr and qr["expires_at"] <= self.clock.now():
+                return None
+            return qr_png(str(qr["url"]))  # the code encodes the weixin.qq.com/q/… URL, as Tencent's does
+        return None
 
     # ------------------------------------------------------------------ API handlers
 

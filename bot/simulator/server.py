@@ -26,12 +26,16 @@ from aiohttp import BodyPartReader, web
 
 from bot.simulator.common import Clock, Ctx, SimError, UploadedFile, random_id
 from bot.simulator.oa_api import Follower, OfficialAccount, OfficialAccounts
+from bot.simulator.oauth import AUTHORIZE_PATH, WeComOAuth
 from bot.simulator.wecom_api import ExternalContact, WeComCorp
 
 log = logging.getLogger(__name__)
 
 WECOM_TOKEN_PATH = "/cgi-bin/gettoken"
 OA_TOKEN_PATH = "/cgi-bin/token"
+# QR pictures: the official account's (on mp.weixin.qq.com in production) and WeCom's contact ways'.
+OA_SHOWQRCODE_PATH = "/cgi-bin/showqrcode"
+CONTACT_WAY_QR_PATH = "/sim/qr/contact_way/"
 MAX_BODY = 25 << 20
 
 
@@ -93,7 +97,8 @@ class TencentSimulator:
         self._tokens: dict[str, _Token] = {}
         self._calls: list[SimCall] = []
         self._faults: defaultdict[str, _Faults] = defaultdict(_Faults)
-        self._wecom_routes = self.wecom.routes()
+        self.oauth = WeComOAuth(self.clock, corp_id, agent_id)
+        self._wecom_routes = {**self.wecom.routes(), **self.oauth.routes()}
         self._oa_routes = self.oa.routes()
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -102,7 +107,11 @@ class TencentSimulator:
 
     async def start(self) -> None:
         app = web.Application(client_max_size=MAX_BODY)
+        # Picture URLs first: showqrcode lives under /cgi-bin/ but takes no access token.
+        app.router.add_get(OA_SHOWQRCODE_PATH, self._showqrcode)
+        app.router.add_get(CONTACT_WAY_QR_PATH + "{config_id}.png", self._contact_way_qr)
         app.router.add_route("*", "/cgi-bin/{tail:.*}", self._handle)
+        app.router.add_get(AUTHORIZE_PATH, self._authorize)  # open.weixin.qq.com in production
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -136,6 +145,10 @@ class TencentSimulator:
     def delay(self, path: str, seconds: float, times: int = 1) -> None:
         """The next `times` calls of `path` are answered only after `seconds` (client timeouts)."""
         self._faults[path].delays.extend([seconds] * times)
+
+    def clear_faults(self) -> None:
+        """Forget injected errors and delays not used yet."""
+        self._faults.clear()
 
     def calls(self, path: str | None = None) -> list[SimCall]:
         return [c for c in self._calls if path is None or c.path == path]
@@ -196,6 +209,15 @@ class TencentSimulator:
     def app_messages(self) -> list[Any]:
         return self.wecom.app_messages
 
+    @property
+    def oauth_user(self) -> str | None:
+        """The WeCom member using the "browser" that OAuth2 pages are opened in."""
+        return self.oauth.current_user
+
+    @oauth_user.setter
+    def oauth_user(self, userid: str | None) -> None:
+        self.oauth.current_user = userid
+
     # ------------------------------------------------------------------ HTTP
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -218,6 +240,31 @@ class TencentSimulator:
         call.errcode = int(answer.get("errcode", 0))
         call.answer = answer
         return web.json_response(answer, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+    async def _showqrcode(self, request: web.Request) -> web.StreamResponse:
+        # Like mp.weixin.qq.com: a plain GET with the ticket, no token; the picture or nothing.
+        ticket = request.query.get("ticket", "")
+        return await self._picture(request, lambda: self.oa.qrcode_picture(ticket) if ticket else None)
+
+    async def _contact_way_qr(self, request: web.Request) -> web.StreamResponse:
+        config_id = request.match_info["config_id"]
+        return await self._picture(request, lambda: self.wecom.contact_way_picture(config_id))
+
+    async def _picture(self, request: web.Request, render: Callable[[], bytes | None]) -> web.StreamResponse:
+        call = SimCall(request.method, request.path, dict(request.query), None, self.clock.now())
+        self._calls.append(call)
+        faults = self._faults.get(request.path)
+        if faults is not None and faults.delays:  # `delay` works here too (download timeouts)
+            await asyncio.sleep(faults.delays.popleft())
+        png = render()
+        call.errcode = 0 if png is not None else 404
+        if png is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=png, content_type="image/png")
+
+    async def _authorize(self, request: web.Request) -> web.StreamResponse:
+        self._calls.append(SimCall(request.method, request.path, dict(request.query), None, self.clock.now()))
+        return await self.oauth.authorize(request)
 
     async def _read_body(self, request: web.Request) -> tuple[Any, bool]:
         if request.content_type.startswith("multipart/"):

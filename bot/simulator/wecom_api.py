@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from bot.simulator.common import Clock, Ctx, SimError, UploadedFile, random_id, text_of
+from bot.simulator.common import Clock, Ctx, SimError, UploadedFile, qr_png, random_id, text_of
 
 WELCOME_CODE_TTL = 20.0  # seconds (doc 92599)
 STATE_MAX_CHARS = 30  # contact-way `state` (doc 92228)
@@ -171,6 +171,14 @@ class WeComCorp:
             if userid is None or result.userid == userid:
                 result.status = status
                 result.send_time = int(self.clock.now()) if status == 1 else None
+
+    def contact_way_picture(self, config_id: str) -> bytes | None:
+        """The PNG behind a contact way's `qr_code` URL (None: no such QR contact way)."""
+        way = self.contact_ways.get(config_id)
+        if way is None or "qr_code" not in way:
+            return None
+        # WeCom's own codes encode a work.weixin.qq.com/ca/… link; scanning it adds the contact.
+        return qr_png(f"https://work.weixin.qq.com/ca/{config_id}")
 
     # ------------------------------------------------------------------ lookups with Tencent's errors
 
@@ -466,6 +474,17 @@ class WeComCorp:
         invalid = [u for u in wanted if u not in self.staff]
         if not valid:  # parties and tags are not modelled: only users can receive
             raise SimError(81013, "user & party & tag all invalid")
+        if body.get("enable_duplicate_check"):
+            # WeCom drops a message identical to one sent to the same users within the interval
+            # (default 1800 s, at most 4 h) and answers as if it had sent it.
+            window = min(int(body.get("duplicate_check_interval") or 1800), 4 * 3600)
+            for earlier in reversed(self.app_messages):
+                if self.clock.now() - earlier.sent_at > window:
+                    break
+                same = earlier.msgtype == msgtype and earlier.body.get(msgtype) == body.get(msgtype)
+                if same and earlier.touser == valid:
+                    return {"invaliduser": "|".join(invalid), "invalidparty": "", "invalidtag": "",
+                            "msgid": earlier.msgid}
         msgid = random_id("", 40)
         self.app_messages.append(AppMessage(msgid, valid, msgtype, body, self.clock.now()))
         return {"invaliduser": "|".join(invalid), "invalidparty": "", "invalidtag": "", "msgid": msgid}

@@ -35,13 +35,15 @@ from tenacity import (
     wait_random,
 )
 
-from bot.tencent.errors import RATE_LIMITED, TencentAPIError, TencentNetworkError, is_retryable
+from bot.tencent.errors import RATE_LIMITED, TencentAPIError, TencentError, TencentNetworkError, is_retryable
 from profile_store import tokens
 from profile_store.db import Database
 
 log = logging.getLogger(__name__)
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+# A QR picture is a few kB; anything near WeCom's image limit (10 MB) is not a picture we asked for.
+MAX_DOWNLOAD_BYTES = 10 << 20
 
 
 @dataclass(frozen=True)
@@ -147,17 +149,45 @@ class TencentClient:
                 raise TencentAPIError(code, str(data.get("errmsg", "")), path)
             return data
 
-        retrying = AsyncRetrying(
+        result: dict[str, Any] = await self._retrying(f"tencent {path}")(attempt_once)
+        return result
+
+    def _retrying(self, what: str) -> AsyncRetrying:
+        """Backoff and retry of what `is_retryable` says may pass (-1, 45009, 45033, network)."""
+        return AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=self._wait,
             retry=retry_if_exception(is_retryable),
             before_sleep=lambda rs: log.warning(
-                "tencent %s: attempt %d failed (%s), retrying", path, rs.attempt_number, _outcome(rs)
+                "%s: attempt %d failed (%s), retrying", what, rs.attempt_number, _outcome(rs)
             ),
             reraise=True,
         )
-        result: dict[str, Any] = await retrying(attempt_once)
-        return result
+
+    async def download(self, url: str) -> bytes:
+        """The body of a plain GET of `url` (a QR picture Tencent gave us): no access token, the
+        same timeout, and network failures retried like API calls; an HTTP 4xx is final."""
+
+        async def attempt_once() -> bytes:
+            try:
+                async with self.http.get(url, timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
+                    if 400 <= resp.status < 500:
+                        raise TencentError(f"{url}: HTTP {resp.status}")
+                    if resp.status != 200:
+                        raise TencentNetworkError(url, f"HTTP {resp.status}")
+                    data = bytearray()
+                    async for chunk in resp.content.iter_chunked(1 << 16):
+                        data += chunk
+                        if len(data) > MAX_DOWNLOAD_BYTES:
+                            raise TencentError(f"{url}: more than {MAX_DOWNLOAD_BYTES} bytes")
+            except TimeoutError:
+                raise TencentNetworkError(url, f"no answer within {self.timeout:g} s") from None
+            except aiohttp.ClientError as exc:
+                raise TencentNetworkError(url, f"{type(exc).__name__}: {exc}") from None
+            return bytes(data)
+
+        body: bytes = await self._retrying(f"download {url}")(attempt_once)
+        return body
 
     # ------------------------------------------------------------------ access token
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -14,6 +15,9 @@ from profile_store.db import Database
 
 # A temporary QR code lives at most 30 days (Tencent caps larger values).
 MAX_QR_EXPIRE_SECONDS = 2_592_000
+# QR pictures are served by mp.weixin.qq.com, not by the API host.
+TENCENT_API_BASE = "https://api.weixin.qq.com"
+TENCENT_MP_BASE = "https://mp.weixin.qq.com"
 
 
 class OfficialAccountClient(TencentClient):
@@ -32,6 +36,7 @@ class OfficialAccountClient(TencentClient):
         max_retries: int = 3,
         backoff: float = 0.5,
         backoff_max: float = 8.0,
+        mp_base: str | None = None,
     ) -> None:
         super().__init__(
             http,
@@ -45,6 +50,7 @@ class OfficialAccountClient(TencentClient):
         )
         self.app_id = app_id
         self._secret = secret
+        self.mp_base = (mp_base or mp_base_for(base_url)).rstrip("/")
 
     @classmethod
     def from_settings(
@@ -61,6 +67,7 @@ class OfficialAccountClient(TencentClient):
             secret=account.app_secret,
             timeout=settings.api_timeout_seconds,
             max_retries=settings.api_max_retries,
+            mp_base=settings.wechat_mp_base,
         )
 
     def token_params(self) -> dict[str, str]:
@@ -79,6 +86,14 @@ class OfficialAccountClient(TencentClient):
         if not permanent:
             body["expire_seconds"] = min(expire_seconds or MAX_QR_EXPIRE_SECONDS, MAX_QR_EXPIRE_SECONDS)
         return await self.post("/cgi-bin/qrcode/create", body)
+
+    def qrcode_picture_url(self, ticket: str) -> str:
+        """Where the picture of a `create_qrcode` ticket is (no token needed; the ticket is the secret)."""
+        return f"{self.mp_base}/cgi-bin/showqrcode?ticket={quote(ticket, safe='')}"
+
+    async def download_qrcode(self, ticket: str) -> bytes:
+        """The picture of a parametric QR code (showqrcode answers an image; 404 for a bad ticket)."""
+        return await self.download(self.qrcode_picture_url(ticket))
 
     async def send_template_message(
         self,
@@ -108,3 +123,9 @@ class OfficialAccountClient(TencentClient):
         """A customer-service message; only within 48 h of the customer's last interaction (45015)."""
         body = {"touser": openid, "msgtype": msgtype, msgtype: dict(content)}
         return await self.post("/cgi-bin/message/custom/send", body)
+
+
+def mp_base_for(api_base: str) -> str:
+    """Where QR pictures are when WECHAT_MP_BASE is not set: Tencent's mp host next to Tencent's API,
+    otherwise the API base itself (a simulator or a proxy serves both)."""
+    return TENCENT_MP_BASE if api_base.rstrip("/") == TENCENT_API_BASE else api_base

@@ -191,6 +191,13 @@ class WeComClient(TencentClient):
             body["cursor"] = cursor
         return await self.post("/cgi-bin/externalcontact/get_groupmsg_send_result", body)
 
+    # ------------------------------------------------------------------ OAuth2 (web pages opened in WeCom)
+
+    async def get_user_info(self, code: str) -> dict[str, Any]:
+        """Who opened a page: the OAuth2 `code` → `userid` (a member of the corp) or `openid`
+        (anyone else). Codes are single-use and live 5 minutes: 40029 otherwise (final)."""
+        return await self.get("/cgi-bin/auth/getuserinfo", {"code": code})
+
     # ------------------------------------------------------------------ app messages and media
 
     async def send_app_message(self, payload: Mapping[str, Any]) -> dict[str, Any]:

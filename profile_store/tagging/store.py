@@ -218,3 +218,39 @@ async def drop_inactive(session: AsyncSession, person_ids: Sequence[str] | None 
         statement = text(query)
     result = await session.execute(statement, params)
     return max(int(getattr(result, "rowcount", 0) or 0), 0)
+
+
+def stored_metrics(row: Any) -> dict[str, Any]:
+    """Metrics of a stored `profile` row, in the shape `rules.compute` gives them."""
+    from profile_store.tagging.rules import yuan
+
+    metrics: dict[str, Any] = {
+        "orders_365d": row.orders_365d,
+        "amount_365d": yuan(row.amount_365d_fen),
+        "orders_total": row.orders_total,
+        "amount_total": yuan(row.amount_total_fen),
+    }
+    if row.aov_365d_fen is not None:
+        metrics["aov_365d"] = yuan(row.aov_365d_fen)
+    if row.max_order_365d_fen is not None:
+        metrics["max_order_365d"] = yuan(row.max_order_365d_fen)
+    if row.recency_days is not None:
+        metrics["recency_days"] = row.recency_days
+    if row.last_active_date is not None:
+        last = row.last_active_date
+        metrics["last_active_date"] = last.isoformat() if hasattr(last, "isoformat") else str(last)
+    return metrics
+
+
+async def stored_profile(
+    session: AsyncSession, person_id: str, as_of: date
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(metrics, tags) as stored for `as_of`, or None when the stored row is for another day."""
+    row = (await session.execute(select(PROFILE).where(PROFILE.c.person_id == person_id))).first()
+    if row is None or _day(row.as_of) != as_of:
+        return None
+    return stored_metrics(row), stored_tags(row)
+
+
+def _day(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))

@@ -1,0 +1,278 @@
+"""Sending the outbox: portrait cards to guides, welcomes to new contacts, answers to staff.
+
+Rows are written by handlers in the callback's own transaction (profile_store/outbox.py). The
+sender is woken right after each batch commits, so a card leaves within milliseconds of the
+callback being processed; it also looks every `interval` seconds for retries and for rows a dead
+process left behind (their lease runs out). Each row is sent, then marked in its own short
+transaction; a Tencent failure (after the client's own retries of -1/45009/45033/timeouts and
+its token refresh) reschedules the row with backoff until the message stops making sense (a
+welcome code lives 20 s; a card is worth sending for as long as its link is valid).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bot.dispatcher import ErrorReporter
+from bot.metrics import Metrics
+from bot.portrait_card import card_message, portrait_card
+from bot.portrait_links import PortraitLinks
+from bot.settings import Settings
+from bot.tencent.errors import TencentAPIError, TencentError
+from bot.welcome import render, template_for, welcome_kind
+from profile_store import outbox
+from profile_store.db import Database
+from profile_store.identity import IdentityGraph
+from profile_store.lookup import find_person
+from profile_store.outbox import OutboxItem
+from profile_store.portrait import Portrait, portrait
+from profile_store.staff import staff_of, store_name
+from profile_store.welcome import stored_templates
+
+log = logging.getLogger(__name__)
+
+WELCOME_ALREADY_SENT = 41051  # final: the code was used (by us after a lost answer, or by another app)
+WELCOME_BUSY = 41096  # another app is sending the welcome now: may be retried
+NO_SUCH_RECIPIENT = frozenset({60111, 81013})  # unknown userid; nobody valid to send to
+MAX_BACKOFF = 600.0
+
+
+class Undeliverable(Exception):
+    """The message can never go out (unknown guide, person gone, ...): ended as failed."""
+
+
+class Expired(Exception):
+    """Too late to send (welcome code past its 20 s)."""
+
+
+class AlreadyDone(Exception):
+    """Tencent says it was done already (41051): ended as sent."""
+
+
+Send = Callable[[OutboxItem], Awaitable[str | None]]
+
+
+class OutboxSender:
+    def __init__(
+        self,
+        db: Database,
+        graph: IdentityGraph,
+        settings: Settings,
+        links: PortraitLinks,
+        services: Mapping[str, Any],
+        *,
+        errors: ErrorReporter,
+        metrics: Metrics | None = None,
+        batch: int = 32,
+        concurrency: int = 8,
+    ) -> None:
+        self.db = db
+        self.graph = graph
+        self.settings = settings
+        self.links = links
+        self.services = services  # "wecom" / "wechat" are made in the app's lifecycle
+        self.errors = errors
+        self.metrics = metrics
+        self.batch = batch
+        self._limit = asyncio.Semaphore(concurrency)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._portraits: dict[str, asyncio.Future[tuple[str, Portrait]]] = {}
+        self._senders: dict[str, Send] = {
+            "portrait": self._portrait,
+            "welcome": self._welcome,
+            "text": self._text,
+            "image": self._image,
+        }
+
+    # ------------------------------------------------------------------ running
+
+    def wake(self) -> None:
+        """New rows were committed: look now rather than at the next interval."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-sender")
+
+    async def stop(self) -> None:
+        """Stop; a row being sent either finishes or keeps its lease and is sent again later."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        # Portrait reads shared by a round's rows run as their own tasks: end them too, so no
+        # read session outlives the sender (the database is disposed next).
+        reads = [f for f in self._portraits.values() if not f.done()]
+        for read in reads:
+            read.cancel()
+        await asyncio.gather(*reads, return_exceptions=True)
+        self._portraits = {}
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                sent = await self.run_once()
+            except Exception as exc:
+                self.errors.report(exc, where="outbox", key="claim")
+                sent = 0
+            if sent:
+                continue  # more may be due
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.outbox_interval_seconds)
+            except TimeoutError:
+                pass
+
+    async def run_once(self) -> int:
+        """Send what is due now; returns how many rows were handled.
+
+        The rows' outcomes are written together in one short transaction at the end: on SQLite
+        every write waits for the one writer, and callbacks are waiting to be recorded too."""
+        async with self.db.transaction() as session:
+            due = await outbox.claim_due(session, self.batch)
+        if not due:
+            return 0
+        self._portraits = {}
+        outcomes = await asyncio.gather(*(self._deliver(item) for item in due))
+        async with self.db.transaction() as session:
+            for item, (outcome, person, error) in zip(due, outcomes, strict=True):
+                if outcome == "sent":
+                    await outbox.mark_sent(session, item.id, person_id=person, note=error)
+                elif outcome == "retry":
+                    await outbox.mark_retry(session, item.id, error, timedelta(seconds=float(person or 0)))
+                else:
+                    await outbox.mark_ended(session, item.id, outcome, error)
+        return len(due)
+
+    async def drain(self, rounds: int = 50) -> None:
+        """Send until nothing is due (demo, tests)."""
+        for _ in range(rounds):
+            if not await self.run_once():
+                return
+
+    # ------------------------------------------------------------------ one row
+
+    async def _deliver(self, item: OutboxItem) -> tuple[str, str | None, str]:
+        """(outcome, person or retry delay, note): sent | failed | expired | retry."""
+        async with self._limit:
+            try:
+                if item.expires_at is not None and datetime.now(UTC) >= item.expires_at:
+                    raise Expired("expired before it could be sent")
+                person = await self._senders[item.kind](item)
+                result: tuple[str, str | None, str] = ("sent", person, "")
+            except AlreadyDone as exc:
+                log.info("outbox %s: %s", item.key, exc)
+                result = ("sent", None, str(exc))
+            except (Undeliverable, Expired, KeyError) as exc:
+                outcome = "expired" if isinstance(exc, Expired) else "failed"
+                log.warning("outbox %s not sent (%s): %s", item.key, outcome, exc)
+                result = (outcome, None, repr(exc))
+            except Exception as exc:
+                result = self._retry(item, exc)
+            if self.metrics is not None:
+                self.metrics.outbox_messages.labels(kind=item.kind, outcome=result[0]).inc()
+            return result
+
+    def _retry(self, item: OutboxItem, exc: Exception) -> tuple[str, str | None, str]:
+        if not isinstance(exc, TencentError):
+            self.errors.report(exc, where="outbox", key=item.key)
+        busy = isinstance(exc, TencentAPIError) and exc.errcode == WELCOME_BUSY
+        backoff = 1.0 if busy else min(MAX_BACKOFF, 2.0 * 2 ** min(item.attempts, 10))
+        if item.expires_at is not None and datetime.now(UTC) + timedelta(seconds=backoff) >= item.expires_at:
+            log.warning("outbox %s expired after %d attempts: %s", item.key, item.attempts + 1, exc)
+            return (outbox.EXPIRED, None, repr(exc))
+        log.warning("outbox %s failed (retry in %.0fs): %s", item.key, backoff, exc)
+        return ("retry", str(backoff), repr(exc))
+
+    async def _portrait_of(self, item: OutboxItem) -> tuple[str, Portrait]:
+        """The person a row is about and their portrait, read once per person per round (a scan
+        usually brings a card and a welcome), outside the write lock."""
+        key = item.person_id or item.payload["identity"]
+        pending = self._portraits.get(key)
+        if pending is None:
+            pending = self._portraits[key] = asyncio.ensure_future(self._read_portrait(item))
+        return await asyncio.shield(pending)
+
+    async def _read_portrait(self, item: OutboxItem) -> tuple[str, Portrait]:
+        async with self.db.read() as session:
+            if item.person_id:
+                person = await self.graph.canonical(session, item.person_id)
+            else:
+                person = await find_person(session, self.graph, item.payload["identity"])
+            if person is None:
+                raise Undeliverable(f"no person for {item.payload.get('identity')!r}")
+            data = await portrait(session, self.graph, person, self.settings.today(), stored=True)
+        if data is None:
+            raise Undeliverable(f"person {person} has no portrait (merged away?)")
+        return person, data
+
+    # ------------------------------------------------------------------ kinds
+
+    def _wecom(self) -> Any:
+        wecom = self.services.get("wecom")
+        if wecom is None:
+            raise Undeliverable("WeCom API not configured")
+        return wecom
+
+    async def _portrait(self, item: OutboxItem) -> str:
+        """The card for the guide: portrait essentials and a link bound to that guide."""
+        guide = item.payload["guide"]
+        store_id = item.payload.get("store_id") or ""
+        person, data = await self._portrait_of(item)
+        async with self.db.read() as session:
+            store = await store_name(session, store_id) if store_id else None
+        link_id = hashlib.sha256(item.key.encode()).hexdigest()[:16]
+        token, _link = self.links.issue(person, guide, link_id=link_id, issued_at=item.created_at.timestamp())
+        card = portrait_card(data, url=self.links.url(token), store=store, scanned=bool(item.payload.get("scanned")))
+        try:
+            answer = await self._wecom().send_app_message(card_message(guide, card))
+        except TencentAPIError as exc:
+            if exc.errcode in NO_SUCH_RECIPIENT:
+                raise Undeliverable(f"{guide} is not a member WeCom can message: {exc}") from exc
+            raise
+        if guide in str(answer.get("invaliduser", "")).split("|"):
+            raise Undeliverable(f"{guide} cannot receive the app's messages")
+        return person
+
+    async def _welcome(self, item: OutboxItem) -> str:
+        """`send_welcome_msg` with the contact's code, in the words its tags call for."""
+        guide = item.payload["guide"]
+        person, data = await self._portrait_of(item)
+        async with self.db.read() as session:
+            staff = await staff_of(session, guide)
+            store = await store_name(session, staff.store_id) if staff and staff.store_id else None
+            templates = await stored_templates(session)
+        template = template_for(welcome_kind(data.tags, data.metrics), templates)
+        body = render(template, guide=staff.name if staff else None, store=store)
+        try:
+            await self._wecom().send_welcome_msg(
+                item.payload["welcome_code"], text=body["text"], attachments=body.get("attachments", ())
+            )
+        except TencentAPIError as exc:
+            if exc.errcode == WELCOME_ALREADY_SENT:
+                raise AlreadyDone("welcome code already used (41051)") from exc
+            raise
+        return person
+
+    async def _text(self, item: OutboxItem) -> None:
+        await self._wecom().send_text([item.payload["touser"]], item.payload["content"])
+        return None
+
+    async def _image(self, item: OutboxItem) -> None:
+        path = Path(item.payload["path"])
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except OSError as exc:
+            raise Undeliverable(f"picture {path} cannot be read: {exc}") from exc
+        wecom = self._wecom()
+        media = await wecom.upload_media("image", path.name, data, "image/png")
+        await wecom.send_app_message(
+            {"touser": item.payload["touser"], "msgtype": "image", "image": {"media_id": media["media_id"]}}
+        )
+        return None

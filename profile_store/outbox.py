@@ -1,0 +1,168 @@
+"""The outbox: messages that must go out exactly once (portrait cards, welcomes, pictures).
+
+A row is written in the same transaction as the fact that calls for it, under a unique `key`
+derived from that fact (a Tencent retry of the callback, or a replay, finds the row already
+there). The sender (`bot.outbox`) claims due rows for a short lease (SKIP LOCKED on PostgreSQL,
+so several `serve` processes share the work), sends, and marks them sent, retried later or ended.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import DateTime, bindparam, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from profile_store.bulk import dialect_of
+
+PENDING, SENT, FAILED, EXPIRED = "pending", "sent", "failed", "expired"
+LEASE_SECONDS = 60  # a claimed row comes back after this if its sender died mid-send
+
+_AT = DateTime(timezone=True)
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    key: str
+    kind: str
+    person_id: str
+    payload: dict[str, Any]
+    attempts: int
+    expires_at: datetime | None
+    created_at: datetime
+
+
+def _aware(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite through text(): ISO text
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    key: str,
+    kind: str,
+    payload: Mapping[str, Any],
+    person_id: str = "",
+    expires_at: datetime | None = None,
+    due_at: datetime | None = None,
+) -> bool:
+    """Add a message unless one with this key exists; True when it is new."""
+    now = datetime.now(UTC)
+    result = await session.execute(
+        text(
+            "INSERT INTO outbox (key, kind, person_id, payload, status, attempts, next_attempt_at, expires_at,"
+            " created_at, last_error) VALUES (:key, :kind, :person, :payload, :pending, 0, :due, :expires, :now, '')"
+            " ON CONFLICT (key) DO NOTHING"
+        ).bindparams(
+            bindparam("due", type_=_AT), bindparam("expires", type_=_AT), bindparam("now", type_=_AT)
+        ),
+        {
+            "key": key,
+            "kind": kind,
+            "person": person_id,
+            "payload": json.dumps(dict(payload), ensure_ascii=False, sort_keys=True),
+            "pending": PENDING,
+            "due": due_at or now,
+            "expires": expires_at,
+            "now": now,
+        },
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def claim_due(session: AsyncSession, limit: int, *, now: datetime | None = None) -> list[OutboxItem]:
+    """Pending rows whose time has come, oldest first, leased for LEASE_SECONDS."""
+    now = now or datetime.now(UTC)
+    lock = " FOR UPDATE SKIP LOCKED" if dialect_of(session) == "postgresql" else ""
+    rows = (
+        await session.execute(
+            text(
+                "SELECT id, key, kind, person_id, payload, attempts, expires_at, created_at FROM outbox"
+                f" WHERE status = :pending AND next_attempt_at <= :now ORDER BY next_attempt_at, id LIMIT :n{lock}"
+            ).bindparams(bindparam("now", type_=_AT)),
+            {"pending": PENDING, "now": now, "n": limit},
+        )
+    ).all()
+    if rows:
+        await session.execute(
+            text("UPDATE outbox SET next_attempt_at = :until WHERE id = :id").bindparams(
+                bindparam("until", type_=_AT)
+            ),
+            [{"until": now + timedelta(seconds=LEASE_SECONDS), "id": r[0]} for r in rows],
+        )
+    return [
+        OutboxItem(
+            id=int(r[0]),
+            key=r[1],
+            kind=r[2],
+            person_id=r[3],
+            payload=json.loads(r[4]),
+            attempts=int(r[5]),
+            expires_at=_aware(r[6]),
+            created_at=_aware(r[7]) or now,
+        )
+        for r in rows
+    ]
+
+
+async def mark_sent(session: AsyncSession, item_id: int, *, person_id: str | None = None, note: str = "") -> None:
+    await session.execute(
+        text(
+            "UPDATE outbox SET status = :sent, sent_at = :now, attempts = attempts + 1, last_error = :note,"
+            " person_id = COALESCE(:person, person_id) WHERE id = :id"
+        ).bindparams(bindparam("now", type_=_AT)),
+        {"sent": SENT, "now": datetime.now(UTC), "id": item_id, "person": person_id, "note": note[:500]},
+    )
+
+
+async def mark_retry(session: AsyncSession, item_id: int, error: str, retry_in: timedelta) -> None:
+    await session.execute(
+        text(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = :err, next_attempt_at = :at WHERE id = :id"
+        ).bindparams(bindparam("at", type_=_AT)),
+        {"err": error[:500], "at": datetime.now(UTC) + retry_in, "id": item_id},
+    )
+
+
+async def mark_ended(session: AsyncSession, item_id: int, status: str, error: str) -> None:
+    """A message that will never go out: `failed` (Tencent refused it for good) or `expired`."""
+    await session.execute(
+        text("UPDATE outbox SET status = :status, attempts = attempts + 1, last_error = :err WHERE id = :id"),
+        {"status": status, "err": error[:500], "id": item_id},
+    )
+
+
+async def counts(session: AsyncSession) -> dict[str, int]:
+    """How many messages of each status (operators, demo, benchmarks)."""
+    rows = (await session.execute(text("SELECT status, COUNT(*) FROM outbox GROUP BY status"))).all()
+    return {r[0]: int(r[1]) for r in rows}
+
+
+async def items(session: AsyncSession, *, kind: str | None = None) -> list[dict[str, Any]]:
+    """Every message (newest last), for operators and tests."""
+    where = " WHERE kind = :kind" if kind else ""
+    rows = (
+        await session.execute(
+            text(
+                "SELECT id, key, kind, person_id, payload, status, attempts, last_error FROM outbox"
+                f"{where} ORDER BY id"
+            ),
+            {"kind": kind} if kind else {},
+        )
+    ).all()
+    return [
+        {
+            "id": r[0], "key": r[1], "kind": r[2], "person_id": r[3], "payload": json.loads(r[4]),
+            "status": r[5], "attempts": r[6], "last_error": r[7],
+        }
+        for r in rows
+    ]

@@ -179,10 +179,10 @@ async def main() -> dict[str, Any]:
     if args.database == "sqlite":
         db_url = f"sqlite:///{work / 'push.db'}"
     elif args.pg_url:
-        db_url = fresh_pg(args.pg_url, "qm_bench_push")
+        db_url = await asyncio.to_thread(fresh_pg, args.pg_url, "qm_bench_push")
     else:
         return {"database": args.database, "skipped": "no --pg-url / QIANMIAN_BENCH_PG"}
-    import_seconds = prepare(data, args.customers, db_url, env)
+    import_seconds = await asyncio.to_thread(prepare, data, args.customers, db_url, env)
     unionids, store, persons, staff = await members_with_unionid(db_url, args.scans * 2)
     print(f"{args.database}: {persons} persons imported in {import_seconds:.0f}s", file=sys.stderr)
 

@@ -52,6 +52,12 @@ SOURCE_TABLES = {"member": ("member", "member_id"), "order": ("orders", "order_i
 FEW_LINKS = 2000  # up to this many links, SQLite writes persons back through indexes, not scans
 
 
+def _pending(session: AsyncSession) -> str:
+    """The predicate of ix_link_pending as each database needs to see it to use the index
+    (SQLite matches a partial index only on the very expression it was made with)."""
+    return "resolved = 0" if dialect_of(session) == "sqlite" else "resolved = false"
+
+
 class Sighting(NamedTuple):
     """One accepted row: the identifiers on it belong to the same person."""
 
@@ -222,7 +228,7 @@ class IdentityGraph:
         await self.lock(session)
         report = ResolveReport()
         pending = (
-            await session.execute(text("SELECT COUNT(*) FROM link WHERE resolved = false"))
+            await session.execute(text(f"SELECT COUNT(*) FROM link WHERE {_pending(session)}"))
         ).scalar_one()
         if not pending:
             return report
@@ -233,7 +239,7 @@ class IdentityGraph:
         await session.execute(
             text(
                 "INSERT INTO _qm_region (id) SELECT DISTINCT node_id FROM link_node"
-                " WHERE link_id IN (SELECT id FROM link WHERE resolved = false)"
+                f" WHERE link_id IN (SELECT id FROM link WHERE {_pending(session)})"
             )
         )
         newly_shared = await self._mark_shared(session)
@@ -241,8 +247,9 @@ class IdentityGraph:
         await session.execute(
             text(
                 "INSERT INTO _qm_region (id) SELECT n.id FROM identity_node n"
-                " WHERE n.person_id IN (SELECT DISTINCT r.person_id FROM identity_node r"
-                "   JOIN _qm_region g ON g.id = r.id WHERE r.person_id IS NOT NULL)"
+                # CROSS JOIN: from the region's few nodes to their persons (SQLite keeps the order).
+                " WHERE n.person_id IN (SELECT DISTINCT r.person_id FROM _qm_region g"
+                "   CROSS JOIN identity_node r WHERE g.id = r.id AND r.person_id IS NOT NULL)"
                 " ON CONFLICT (id) DO NOTHING"
             )
         )
@@ -254,8 +261,10 @@ class IdentityGraph:
         node_rows = (
             await session.execute(
                 text(
-                    "SELECT n.id, n.shared, n.person_id FROM identity_node n"
-                    " JOIN _qm_region g ON g.id = n.id"
+                    # CROSS JOIN (here and below): driven from the staged region, whatever
+                    # SQLite's planner guesses without statistics (it would scan the big table).
+                    "SELECT n.id, n.shared, n.person_id FROM _qm_region g"
+                    " CROSS JOIN identity_node n WHERE n.id = g.id"
                 )
             )
         ).all()
@@ -274,7 +283,7 @@ class IdentityGraph:
                     "SELECT x.link_id, x.node_id, l.person_id, l.resolved"
                     " FROM link_node x JOIN link l ON l.id = x.link_id"
                     " WHERE x.link_id IN ("
-                    "   SELECT DISTINCT y.link_id FROM link_node y JOIN _qm_entry e ON e.id = y.node_id)"
+                    "   SELECT DISTINCT y.link_id FROM _qm_entry e CROSS JOIN link_node y WHERE y.node_id = e.id)"
                 )
             )
         ).all()
@@ -311,11 +320,11 @@ class IdentityGraph:
         newly = (
             await session.execute(
                 text(
-                    "SELECT p.node_id FROM link_node p"
-                    " JOIN _qm_region g ON g.id = p.node_id"
-                    " JOIN identity_node pn ON pn.id = p.node_id AND pn.kind = 'phone' AND pn.shared = false"
-                    " JOIN link_node m ON m.link_id = p.link_id"
-                    " JOIN identity_node mn ON mn.id = m.node_id AND mn.kind = 'member_id'"
+                    "SELECT p.node_id FROM _qm_region g"
+                    " CROSS JOIN link_node p CROSS JOIN identity_node pn"
+                    " CROSS JOIN link_node m CROSS JOIN identity_node mn"
+                    " WHERE p.node_id = g.id AND pn.id = p.node_id AND pn.kind = 'phone' AND pn.shared = false"
+                    " AND m.link_id = p.link_id AND mn.id = m.node_id AND mn.kind = 'member_id'"
                     " GROUP BY p.node_id HAVING COUNT(DISTINCT m.node_id) >= :n"
                 ),
                 {"n": SHARED_PHONE_MEMBERS},
@@ -374,8 +383,8 @@ class IdentityGraph:
         rows = (
             await session.execute(
                 text(
-                    "SELECT p.person_id, p.anchor_node_id, p.status FROM person p"
-                    " JOIN _qm_region g ON g.id = p.anchor_node_id"
+                    "SELECT p.person_id, p.anchor_node_id, p.status FROM _qm_region g"
+                    " CROSS JOIN person p WHERE p.anchor_node_id = g.id"
                 )
             )
         ).all()
@@ -515,15 +524,21 @@ class IdentityGraph:
         if changed_nodes:
             await temp_table(session, "_qm_node_person", "node_id BIGINT PRIMARY KEY, person_id TEXT")
             await stage(session, "_qm_node_person", ("node_id", "person_id"), changed_nodes)
-            await session.execute(
-                text(
+            if dialect_of(session) == "sqlite":  # driven from the staged ids (see _write_back_few)
+                statement = (
+                    "UPDATE identity_node SET person_id ="
+                    " (SELECT a.person_id FROM _qm_node_person a WHERE a.node_id = identity_node.id)"
+                    " WHERE id IN (SELECT node_id FROM _qm_node_person)"
+                )
+            else:
+                statement = (
                     "UPDATE identity_node SET person_id = a.person_id FROM _qm_node_person a"
                     " WHERE identity_node.id = a.node_id"
                 )
-            )
+            await session.execute(text(statement))
         # Links whose person changed, and pending links (their rows may be new to them); a
         # pending link made only of identifiers shared before was not loaded: it has no person.
-        pending = (await session.execute(text("SELECT id FROM link WHERE resolved = false"))).scalars().all()
+        pending = (await session.execute(text(f"SELECT id FROM link WHERE {_pending(session)}"))).scalars().all()
         for link_id in pending:
             link_meta.setdefault(link_id, (None, False))
         touched: list[tuple[int, str | None]] = []
@@ -535,12 +550,17 @@ class IdentityGraph:
         if touched:
             await temp_table(session, "_qm_link_person", "link_id BIGINT PRIMARY KEY, person_id TEXT")
             await stage(session, "_qm_link_person", ("link_id", "person_id"), touched)
-            await session.execute(
-                text(
+            if dialect_of(session) == "sqlite":
+                statement = (
+                    "UPDATE link SET person_id = (SELECT a.person_id FROM _qm_link_person a WHERE a.link_id = link.id),"
+                    " resolved = true WHERE id IN (SELECT link_id FROM _qm_link_person)"
+                )
+            else:
+                statement = (
                     "UPDATE link SET person_id = a.person_id, resolved = true FROM _qm_link_person a"
                     " WHERE link.id = a.link_id"
                 )
-            )
+            await session.execute(text(statement))
             if dialect_of(session) == "sqlite" and len(touched) <= FEW_LINKS:
                 await self._write_back_few(session, report)
             else:
@@ -561,7 +581,7 @@ class IdentityGraph:
                     )
                 )
         # Pending links outside every region (all their identifiers shared) are settled too.
-        await session.execute(text("UPDATE link SET resolved = true WHERE resolved = false"))
+        await session.execute(text(f"UPDATE link SET resolved = true WHERE {_pending(session)}"))
         if len(touched) >= ANALYZE_AFTER_ROWS and dialect_of(session) == "postgresql":
             # A bulk resolve flips `resolved` on most links: statistics taken while they were
             # pending would make the next batch's planner expect one resolved link and scan the

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,9 @@ CHROME_FLAGS = (
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    # On CI (scripts/test installs them) a missing browser is a failure, not a skip.
     pytest.mark.skipif(
-        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+        not (CHROMIUM.exists() and CHROMEDRIVER.exists()) and os.environ.get("CI") != "true",
         reason="chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)",
     ),
 ]

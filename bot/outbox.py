@@ -33,7 +33,7 @@ from profile_store.lookup import find_person
 from profile_store.outbox import OutboxItem
 from profile_store.portrait import Portrait, portrait
 from profile_store.staff import staff_of, store_name
-from profile_store.welcome import stored_templates
+from profile_store.welcome import Template, stored_templates
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ class OutboxSender:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._portraits: dict[str, asyncio.Future[tuple[str, Portrait]]] = {}
+        self._templates: dict[str, Template] | None = None
         self._senders: dict[str, Send] = {
             "portrait": self._portrait,
             "welcome": self._welcome,
@@ -139,6 +140,7 @@ class OutboxSender:
         if not due:
             return 0
         self._portraits = {}
+        self._templates = None
         outcomes = await asyncio.gather(*(self._deliver(item) for item in due))
         async with self.db.transaction() as session:
             for item, (outcome, person, error) in zip(due, outcomes, strict=True):
@@ -247,7 +249,9 @@ class OutboxSender:
         async with self.db.read() as session:
             staff = await staff_of(session, guide)
             store = await store_name(session, staff.store_id) if staff and staff.store_id else None
-            templates = await stored_templates(session)
+            if self._templates is None:  # once a round: a marketer's edit applies from the next
+                self._templates = await stored_templates(session)
+            templates = self._templates
         template = template_for(welcome_kind(data.tags, data.metrics), templates)
         body = render(template, guide=staff.name if staff else None, store=store)
         try:

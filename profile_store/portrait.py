@@ -22,7 +22,7 @@ from profile_store.labels import labels_of
 from profile_store.pii import mask_name, mask_phone
 from profile_store.tagging.history import TagChange, last_change
 from profile_store.tagging.refresh import compute_range, load_rules
-from profile_store.tagging.rules import Coupon, outstanding, window_start
+from profile_store.tagging.rules import Coupon, TagRules, outstanding, window_start
 from profile_store.tagging.store import stored_profile
 
 RECENT_BROWSING = 3
@@ -96,9 +96,10 @@ async def portrait(
     person = await graph.canonical(session, person_id)
     if person is None:
         return None
-    rules = await load_rules(session)
+    rules: TagRules | None = None
     kept = await stored_profile(session, person, as_of) if stored else None
     if kept is None:
+        rules = await load_rules(session)
         computed = (await compute_range(session, [person], as_of, rules))[person]
         kept = computed.metrics, computed.tags
     metrics, tags = kept
@@ -133,6 +134,7 @@ async def portrait(
     found.sku_names = await _names(session, "product", "sku", tags.get("core_sku", []))
     found.guide_names = await _names(session, "guide", "guide_id", tags.get("guides", []))
     if details:
+        rules = rules or await load_rules(session)
         year = datetime.combine(window_start(as_of, rules.window_days), time.min)
         found.category_spend = await _category_spend(session, person, year, end)
         found.timeline = await _timeline(session, person, end)

@@ -295,7 +295,7 @@ async def refresh_persons(
         computed = await compute_range(session, [pid], as_of, rules)
         rows.append(profile_row(pid, as_of, computed[pid]))
     report.persons = len(rows)
-    report.changes = await write_profiles(session, rows)
+    report.changes = await write_profiles(session, rows, direct=True)
     report.dropped = await drop_inactive(session, [p for p in ids if p not in active])
     return report
 

@@ -103,15 +103,18 @@ def stored_tags(row: Any) -> dict[str, Any]:
 
 
 async def write_profiles(
-    session: AsyncSession, rows: Sequence[tuple[Any, ...]], *, read_at: datetime | None = None
+    session: AsyncSession, rows: Sequence[tuple[Any, ...]], *, read_at: datetime | None = None, direct: bool = False
 ) -> int:
     """History of changed tags, then upsert; returns how many tag changes were recorded.
 
     `read_at`: when the facts behind `rows` were read; a stored profile computed after that
-    (by the incremental path, concurrently) is fresher and is left alone."""
+    (by the incremental path, concurrently) is fresher and is left alone. `direct`: scattered
+    persons (the incremental path), written by key: the staged write narrows the stored side
+    to the rows' id range, which is the whole table for persons spread across it (2 s seen
+    for 100 persons of a 200 k store)."""
     if not rows:
         return 0
-    if len(rows) <= SMALL_BATCH:
+    if direct or len(rows) <= SMALL_BATCH:
         return await _write_few(session, rows, read_at)
     postgres = dialect_of(session) == "postgresql"
     await temp_table(session, "_qm_profile", ", ".join(f"{c} {t}" for c, t in COLUMNS) + ", PRIMARY KEY (person_id)")

@@ -36,7 +36,7 @@ from typing import NamedTuple
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from profile_store.bulk import dialect_of, rowcount, stage, temp_table
+from profile_store.bulk import analyze, dialect_of, rowcount, stage, temp_table
 from profile_store.db import LOCK_IDENTITY, lock_for
 from profile_store.normalize import Identifier, normalize_phone
 from profile_store.pii import PiiVault
@@ -242,6 +242,7 @@ class IdentityGraph:
                 f" WHERE link_id IN (SELECT id FROM link WHERE {_pending(session)})"
             )
         )
+        await analyze(session, "_qm_region")
         newly_shared = await self._mark_shared(session)
         report.newly_shared = len(newly_shared)
         await session.execute(
@@ -253,6 +254,7 @@ class IdentityGraph:
                 " ON CONFLICT (id) DO NOTHING"
             )
         )
+        await analyze(session, "_qm_region")
 
         # 2. Load the region's identifiers and every link reaching it through a non-shared
         #    identifier or one that just became shared (its links must let go of their person).

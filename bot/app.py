@@ -87,7 +87,9 @@ def create_app(
     )
     scheduler = JobScheduler(database, errors, settings.tz)
     links = PortraitLinks(settings.secret_key, settings.public_url, ttl_seconds=settings.portrait_link_hours * 3600)
-    sender = OutboxSender(database, graph, settings, links, services, errors=errors, metrics=metrics)
+    sender = OutboxSender(
+        database, graph, settings, links, services, errors=errors, metrics=metrics, yield_to=recorder.wait_idle
+    )
     dispatcher.after_commit.append(sender.wake)
     verifier = CallbackVerifier(settings)  # a malformed EncodingAESKey fails here, at start
 

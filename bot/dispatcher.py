@@ -120,13 +120,14 @@ class Dispatcher:
     errors: ErrorReporter | None = None
     max_attempts: int = 5
     batch_size: int = 100
-    # Awaited before each background batch: the recorder's `wait_idle`, so processing yields to
-    # answering callbacks but is never starved — a callback waits at most `max_defer` seconds
-    # (counted from when it was queued) for its turn, which bounds the delay before a scan's
-    # portrait card goes out. Under sustained load (not idle in time) batches shrink to
-    # `busy_batch_size`, so a processing transaction never holds the (SQLite) write lock for long.
+    # Awaited before each background batch (at most `max_defer` seconds): the recorder's
+    # `wait_idle`, so processing yields to answering callbacks but is never starved. At a shop's
+    # pace the recorder is idle within milliseconds and a scan is processed at once; under a flood
+    # answering Tencent (within 5 s, or it retries) comes first and processing catches up after.
+    # Under sustained load (not idle in time) batches shrink to `busy_batch_size`, so a
+    # processing transaction never holds the (SQLite) write lock for long.
     yield_to: Callable[[float], Awaitable[bool]] | None = None
-    max_defer: float = 0.2
+    max_defer: float = 0.5
     busy_batch_size: int = 10
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     # Awaited inside a batch's transaction with the persons its facts touched (after resolve).
@@ -137,7 +138,7 @@ class Dispatcher:
     def __post_init__(self) -> None:
         self.routers = list(self.routers)
         self.errors = self.errors or ErrorReporter(self.metrics)
-        self._queue: asyncio.Queue[tuple[StoredRawEvent, asyncio.Future[str], float]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[StoredRawEvent, asyncio.Future[str]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ background work
@@ -158,25 +159,24 @@ class Dispatcher:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._work(), name="callback-dispatcher")
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        await self._queue.put((raw, future, asyncio.get_running_loop().time()))
+        await self._queue.put((raw, future))
         return await future
 
     async def _work(self) -> None:
         while True:
             batch = [await self._queue.get()]
             limit = self.batch_size
-            waited = asyncio.get_running_loop().time() - batch[0][2]
-            if self.yield_to is not None and not await self.yield_to(max(self.max_defer - waited, 0.0)):
+            if self.yield_to is not None and not await self.yield_to(self.max_defer):
                 limit = self.busy_batch_size
             while len(batch) < limit and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                outcomes = await self.process_batch([raw for raw, _, _ in batch])
+                outcomes = await self.process_batch([raw for raw, _ in batch])
             except Exception as exc:  # the batch stays pending in the DB: the sweeper retries
                 assert self.errors is not None
                 self.errors.report(exc, where="dispatcher", key=f"batch of {len(batch)}")
                 outcomes = {}
-            for raw, future, _ in batch:
+            for raw, future in batch:
                 if not future.done():
                     future.set_result(outcomes.get(raw.id, "failed"))
 

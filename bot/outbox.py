@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 WELCOME_ALREADY_SENT = 41051  # final: the code was used (by us after a lost answer, or by another app)
 WELCOME_BUSY = 41096  # another app is sending the welcome now: may be retried
+WELCOME_CODE_INVALID = 41050  # unknown or expired code: retrying cannot help
 NO_SUCH_RECIPIENT = frozenset({60111, 81013})  # unknown userid; nobody valid to send to
 MAX_BACKOFF = 600.0
 
@@ -71,6 +72,8 @@ class OutboxSender:
         metrics: Metrics | None = None,
         batch: int = 32,
         concurrency: int = 8,
+        yield_to: Callable[[float], Awaitable[bool]] | None = None,
+        max_defer: float = 0.5,
     ) -> None:
         self.db = db
         self.graph = graph
@@ -80,6 +83,10 @@ class OutboxSender:
         self.errors = errors
         self.metrics = metrics
         self.batch = batch
+        # The recorder's `wait_idle`: answering Tencent comes first (as for processing); at a
+        # shop's pace it is idle within milliseconds and the card leaves at once.
+        self.yield_to = yield_to
+        self.max_defer = max_defer
         self._limit = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -119,6 +126,8 @@ class OutboxSender:
         while True:
             self._wake.clear()
             try:
+                if self.yield_to is not None:
+                    await self.yield_to(self.max_defer)
                 sent = await self.run_once()
             except Exception as exc:
                 self.errors.report(exc, where="outbox", key="claim")
@@ -261,6 +270,8 @@ class OutboxSender:
         except TencentAPIError as exc:
             if exc.errcode == WELCOME_ALREADY_SENT:
                 raise AlreadyDone("welcome code already used (41051)") from exc
+            if exc.errcode == WELCOME_CODE_INVALID:
+                raise Undeliverable(f"welcome code refused: {exc}") from exc
             raise
         return person
 

@@ -526,7 +526,7 @@ class IdentityGraph:
         if changed_nodes:
             await temp_table(session, "_qm_node_person", "node_id BIGINT PRIMARY KEY, person_id TEXT")
             await stage(session, "_qm_node_person", ("node_id", "person_id"), changed_nodes)
-            if dialect_of(session) == "sqlite":  # driven from the staged ids (see _write_back_few)
+            if dialect_of(session) == "sqlite" and len(changed_nodes) <= FEW_LINKS:  # see _write_back_few
                 statement = (
                     "UPDATE identity_node SET person_id ="
                     " (SELECT a.person_id FROM _qm_node_person a WHERE a.node_id = identity_node.id)"
@@ -552,7 +552,7 @@ class IdentityGraph:
         if touched:
             await temp_table(session, "_qm_link_person", "link_id BIGINT PRIMARY KEY, person_id TEXT")
             await stage(session, "_qm_link_person", ("link_id", "person_id"), touched)
-            if dialect_of(session) == "sqlite":
+            if dialect_of(session) == "sqlite" and len(touched) <= FEW_LINKS:
                 statement = (
                     "UPDATE link SET person_id = (SELECT a.person_id FROM _qm_link_person a WHERE a.link_id = link.id),"
                     " resolved = true WHERE id IN (SELECT link_id FROM _qm_link_person)"

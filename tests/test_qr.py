@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -26,6 +27,7 @@ from bot.cli import app as cli_app
 from bot.qr import QrError, QrMaker, describe
 from bot.settings import Settings
 from bot.simulator.server import TencentSimulator
+from bot.simulator.wecom_api import CONTACT_WAY_QR_URL
 from bot.tencent.wechat import OfficialAccountClient, mp_base_for
 from bot.tencent.wecom import WeComClient
 from nlp.qr import QrRequest, parse_qr_request
@@ -178,7 +180,7 @@ async def test_simulator_serves_contact_way_and_showqrcode_pictures(sim: Tencent
         assert way["errcode"] == 0 and way["qr_code"].startswith(sim.base_url)
         async with http.get(way["qr_code"]) as resp:
             assert resp.status == 200 and resp.content_type == "image/png"
-            assert_qr_picture(await resp.read(), f"https://work.weixin.qq.com/ca/{way['config_id']}")
+            assert_qr_picture(await resp.read(), f"{CONTACT_WAY_QR_URL}{way['config_id']}")
         async with http.get(f"{sim.base_url}/sim/qr/contact_way/nosuchway.png") as resp:
             assert resp.status == 404
 
@@ -189,7 +191,7 @@ async def test_simulator_serves_contact_way_and_showqrcode_pictures(sim: Tencent
         async with http.post(f"{sim.base_url}{QR_CREATE}", params={"access_token": oa_token}, json=qr_body) as resp:
             created = await resp.json()
         async with http.get(f"{sim.base_url}/cgi-bin/showqrcode", params={"ticket": created["ticket"]}) as resp:
-            assert resp.status == 200  # no access token: the ticket is the key, as on mp.weixin.qq.com
+            assert resp.status == 200  # no access token: the ticket is the key, as on Tencent's picture host
             assert_qr_picture(await resp.read(), created["url"])
         for params in ({"ticket": "gQnosuchticket"}, {}):
             async with http.get(f"{sim.base_url}/cgi-bin/showqrcode", params=params) as resp:
@@ -197,7 +199,12 @@ async def test_simulator_serves_contact_way_and_showqrcode_pictures(sim: Tencent
 
 
 def test_mp_base_is_tencents_mp_host_or_the_api_base() -> None:
-    assert mp_base_for("https://api.weixin.qq.com") == "https://mp.weixin.qq.com"
+    # Tencent's own API base (the default setting) → Tencent's picture host, another host over https;
+    # anything else (the simulator, a proxy) serves the pictures itself. No request is made.
+    tencent = Settings.model_fields["wechat_api_base"].default
+    mp = urlsplit(mp_base_for(tencent))
+    assert mp.scheme == "https" and mp.hostname and mp.hostname != urlsplit(tencent).hostname
+    assert mp_base_for(tencent + "/") == mp_base_for(tencent)
     assert mp_base_for("http://127.0.0.1:9000") == "http://127.0.0.1:9000"
 
 
@@ -213,7 +220,7 @@ async def test_store_qr_rotates_among_the_stores_guides(qr: Kit) -> None:
     }
     assert code.state == "store_S001" and not code.reused
     assert code.image_path == (qr.media / "qr" / "wecom_store_S001.png").resolve()
-    assert_qr_picture(code.image_path.read_bytes(), f"https://work.weixin.qq.com/ca/{code.config_id}")
+    assert_qr_picture(code.image_path.read_bytes(), f"{CONTACT_WAY_QR_URL}{code.config_id}")
     async with qr.db.transaction() as session:
         row = await get_contact_way(session, "wecom", "store_S001")
     assert row is not None
@@ -237,7 +244,7 @@ async def test_guide_qr_is_a_single_contact_way(qr: Kit) -> None:
         1, 2, ["GS0011"], "guide_GS0011",
     )
     assert code.image_path.name == "wecom_guide_GS0011.png" and code.store_id == "S001"
-    assert_qr_picture(code.image_path.read_bytes(), f"https://work.weixin.qq.com/ca/{code.config_id}")
+    assert_qr_picture(code.image_path.read_bytes(), f"{CONTACT_WAY_QR_URL}{code.config_id}")
 
 
 async def test_refusals_come_before_any_tencent_call(qr: Kit) -> None:

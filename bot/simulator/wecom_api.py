@@ -22,6 +22,10 @@ CARD_TYPES = frozenset({"text_notice", "news_notice", "button_interaction", "vot
 _SHANGHAI = timezone(timedelta(hours=8))
 
 
+# What a contact way's QR picture encodes (WeCom's own codes carry such a link; scanning adds the contact).
+CONTACT_WAY_QR_URL = "https://work.weixin.qq.com/ca/"
+
+
 @dataclass
 class FollowUser:
     userid: str
@@ -178,7 +182,7 @@ class WeComCorp:
         if way is None or "qr_code" not in way:
             return None
         # WeCom's own codes encode a work.weixin.qq.com/ca/… link; scanning it adds the contact.
-        return qr_png(f"https://work.weixin.qq.com/ca/{config_id}")
+        return qr_png(f"{CONTACT_WAY_QR_URL}{config_id}")
 
     # ------------------------------------------------------------------ lookups with Tencent's errors
 

@@ -29,7 +29,7 @@ from bot import texts
 from bot.settings import Settings
 from bot.tencent.errors import TencentError
 from profile_store import contact_ways, staff
-from profile_store.contact_ways import WECOM, StoredQr
+from profile_store.contact_ways import WECOM, StoredQr, state_for
 from profile_store.db import Database
 
 log = logging.getLogger(__name__)
@@ -93,10 +93,6 @@ class _Target:
     store_id: str
     guide_id: str
     name: str
-
-
-def state_for(kind: Kind, target: str) -> str:
-    return f"{kind}_{target}"
 
 
 def check_state(kind: Kind, target: str, channel: str) -> str:

@@ -18,23 +18,12 @@ from bot.callback_xml import ChangeExternalContact, ScanEvent, SubscribeEvent
 from bot.dispatcher import Router
 from handlers.contacts import ADDS
 from profile_store import outbox
+from profile_store.contact_ways import scene_of
 from profile_store.staff import store_guides
 
 router = Router("scans")
 
 WELCOME_CODE_SECONDS = 20  # doc 92599: the code is good for 20 s after the event
-STORE_PREFIX, GUIDE_PREFIX = "store_", "guide_"
-
-
-def scene_of(state: str | None) -> tuple[str, str]:
-    """`store_S001` → ("S001", ""); `guide_G001` → ("", "G001"); anything else → ("", "")."""
-    if state and state.startswith(STORE_PREFIX):
-        return state[len(STORE_PREFIX):], ""
-    if state and state.startswith(GUIDE_PREFIX):
-        return "", state[len(GUIDE_PREFIX):]
-    return "", ""
-
-
 @router.event(ChangeExternalContact)
 async def on_contact_added(event: ChangeExternalContact, session: AsyncSession) -> None:
     if event.change_type not in ADDS:

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import DateTime, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from profile_store.contact_ways import GUIDE_PREFIX, state_for
 from profile_store.staff import staff_of
 
 SCAN_WINDOW = timedelta(hours=24)
@@ -52,7 +53,8 @@ _HELD = (
 )
 _SCANNED = (
     "SELECT 1 FROM event e WHERE e.person_id = :p AND e.occurred_at >= :since AND e.occurred_at <= :now"
-    " AND (e.qr_state = :store_state OR e.qr_state IN (SELECT 'guide_' || s.guide_id FROM guide s WHERE {staff}))"
+    " AND (e.qr_state = :store_state"
+    f" OR e.qr_state IN (SELECT '{GUIDE_PREFIX}' || s.guide_id FROM guide s WHERE {{staff}}))"
 )
 _PREFERRED = "SELECT 1 FROM profile pr WHERE pr.person_id = :p AND pr.preferred_store = :store"
 _REGISTERED = (
@@ -94,7 +96,7 @@ async def can_view(session: AsyncSession, viewer_userid: str, person_id: str, *,
                 "viewer": staff.guide_id,
                 "store": staff.store_id,
                 # A staff member without a store has no store QR: match nothing.
-                "store_state": f"store_{staff.store_id}" if has_store else None,
+                "store_state": state_for("store", staff.store_id) if has_store else None,
             },
         )
     ).mappings().one()

@@ -19,6 +19,24 @@ from sqlmodel import col
 from profile_store.bulk import dialect_of
 from profile_store.models import ContactWay
 
+# The state (WeCom) / scene (OA) of our codes, which comes back in the add-contact, subscribe and
+# scan callbacks: `store_<store_id>` or `guide_<guide_id>`. Written and read only through these.
+STORE_PREFIX, GUIDE_PREFIX = "store_", "guide_"
+
+
+def state_for(kind: str, target: str) -> str:
+    """`state_for("store", "S001")` → `store_S001`; kind is store | guide."""
+    return f"{STORE_PREFIX if kind == 'store' else GUIDE_PREFIX}{target}"
+
+
+def scene_of(state: str | None) -> tuple[str, str]:
+    """`store_S001` → ("S001", ""); `guide_G001` → ("", "G001"); anything else → ("", "")."""
+    if state and state.startswith(STORE_PREFIX):
+        return state[len(STORE_PREFIX):], ""
+    if state and state.startswith(GUIDE_PREFIX):
+        return "", state[len(GUIDE_PREFIX):]
+    return "", ""
+
 WAYS = ContactWay.__table__  # type: ignore[attr-defined]
 WECOM = "wecom"  # the channel of WeCom contact ways; an official account's channel is its appid
 

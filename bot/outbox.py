@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,16 @@ class AlreadyDone(Exception):
 
 
 Send = Callable[[OutboxItem], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of one row this round: sent | failed | expired | retry (in `retry_in` s)."""
+
+    status: str
+    person: str | None = None  # the person a sent row turned out to be about
+    note: str = ""  # the error, or why a "sent" needed no send
+    retry_in: float = 0.0
 
 
 class OutboxSender:
@@ -152,13 +163,13 @@ class OutboxSender:
         self._templates = None
         outcomes = await asyncio.gather(*(self._deliver(item) for item in due))
         async with self.db.transaction() as session:
-            for item, (outcome, person, error) in zip(due, outcomes, strict=True):
-                if outcome == "sent":
-                    await outbox.mark_sent(session, item.id, person_id=person, note=error)
-                elif outcome == "retry":
-                    await outbox.mark_retry(session, item.id, error, timedelta(seconds=float(person or 0)))
+            for item, done in zip(due, outcomes, strict=True):
+                if done.status == "sent":
+                    await outbox.mark_sent(session, item.id, person_id=done.person, note=done.note)
+                elif done.status == "retry":
+                    await outbox.mark_retry(session, item.id, done.note, timedelta(seconds=done.retry_in))
                 else:
-                    await outbox.mark_ended(session, item.id, outcome, error)
+                    await outbox.mark_ended(session, item.id, done.status, done.note)
         return len(due)
 
     async def drain(self, rounds: int = 50) -> None:
@@ -169,37 +180,36 @@ class OutboxSender:
 
     # ------------------------------------------------------------------ one row
 
-    async def _deliver(self, item: OutboxItem) -> tuple[str, str | None, str]:
-        """(outcome, person or retry delay, note): sent | failed | expired | retry."""
+    async def _deliver(self, item: OutboxItem) -> Delivery:
         async with self._limit:
             try:
                 if item.expires_at is not None and datetime.now(UTC) >= item.expires_at:
                     raise Expired("expired before it could be sent")
                 person = await self._senders[item.kind](item)
-                result: tuple[str, str | None, str] = ("sent", person, "")
+                result = Delivery("sent", person=person)
             except AlreadyDone as exc:
                 log.info("outbox %s: %s", item.key, exc)
-                result = ("sent", None, str(exc))
+                result = Delivery("sent", note=str(exc))
             except (Undeliverable, Expired, KeyError) as exc:
                 outcome = "expired" if isinstance(exc, Expired) else "failed"
                 log.warning("outbox %s not sent (%s): %s", item.key, outcome, exc)
-                result = (outcome, None, repr(exc))
+                result = Delivery(outcome, note=repr(exc))
             except Exception as exc:
                 result = self._retry(item, exc)
             if self.metrics is not None:
-                self.metrics.outbox_messages.labels(kind=item.kind, outcome=result[0]).inc()
+                self.metrics.outbox_messages.labels(kind=item.kind, outcome=result.status).inc()
             return result
 
-    def _retry(self, item: OutboxItem, exc: Exception) -> tuple[str, str | None, str]:
+    def _retry(self, item: OutboxItem, exc: Exception) -> Delivery:
         if not isinstance(exc, TencentError):
             self.errors.report(exc, where="outbox", key=item.key)
         busy = isinstance(exc, TencentAPIError) and exc.errcode == WELCOME_BUSY
         backoff = 1.0 if busy else min(MAX_BACKOFF, 2.0 * 2 ** min(item.attempts, 10))
         if item.expires_at is not None and datetime.now(UTC) + timedelta(seconds=backoff) >= item.expires_at:
             log.warning("outbox %s expired after %d attempts: %s", item.key, item.attempts + 1, exc)
-            return (outbox.EXPIRED, None, repr(exc))
+            return Delivery(outbox.EXPIRED, note=repr(exc))
         log.warning("outbox %s failed (retry in %.0fs): %s", item.key, backoff, exc)
-        return ("retry", str(backoff), repr(exc))
+        return Delivery("retry", note=repr(exc), retry_in=backoff)
 
     async def _portrait_of(self, item: OutboxItem) -> tuple[str, Portrait]:
         """The person a row is about and their portrait, read once per person per round (a scan

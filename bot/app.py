@@ -21,6 +21,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from bot.callbacks import MAX_BODY, CallbackHandlers, CallbackVerifier, verification_middleware
+from bot.chat.engine import Assistant
 from bot.corp_tags import CorpTagMirror
 from bot.dispatcher import Dispatcher, ErrorReporter, Router
 from bot.metrics import Metrics
@@ -49,10 +50,10 @@ OUTBOX = web.AppKey("outbox", OutboxSender)
 
 
 def default_routers() -> list[Router]:
-    from handlers import cards, contacts, followers, messages, scans
+    from handlers import cards, commands, contacts, followers, messages, scans
 
     # scans after contacts/followers: its outbox rows follow the facts they are about.
-    return [contacts.router, followers.router, cards.router, messages.router, scans.router]
+    return [contacts.router, followers.router, cards.router, messages.router, commands.router, scans.router]
 
 
 def create_app(
@@ -91,6 +92,8 @@ def create_app(
         database, graph, settings, links, services, errors=errors, metrics=metrics, yield_to=recorder.wait_idle
     )
     dispatcher.after_commit.append(sender.wake)
+    services["sender"] = sender
+    services["assistant"] = Assistant(database, graph, settings, links)
     verifier = CallbackVerifier(settings)  # a malformed EncodingAESKey fails here, at start
 
     app = web.Application(client_max_size=MAX_BODY, middlewares=[verification_middleware(verifier, metrics)])

@@ -27,9 +27,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from bot.cli_chat import ask_command, segment_command
 from bot.cli_common import (
     AsOf,
     CommandFailed,
+    IncludePii,
     open_database,
     parse_as_of,
     run,
@@ -53,6 +55,8 @@ app = typer.Typer(
 )
 export_app = typer.Typer(help="Export data from the profile store.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
+app.command("segment")(segment_command)
+app.command("ask")(ask_command)
 
 # ---------------------------------------------------------------------------------- import
 
@@ -134,9 +138,7 @@ def import_command(
 def export_profiles_command(
     as_of: AsOf = None,
     fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.", metavar="jsonl|csv")] = "jsonl",
-    include_pii: Annotated[
-        bool, typer.Option("--include-pii", help="Show phones and names in clear (default: masked).")
-    ] = False,
+    include_pii: IncludePii = False,
 ) -> None:
     """Every person with identities, metrics, tags and labels, one line each."""
     from profile_store.export import export_profiles

@@ -112,5 +112,6 @@ AsOf = Annotated[
     str | None,
     typer.Option("--as-of", help="Compute as of this date (YYYY-MM-DD); default today.", metavar="DATE"),
 ]
-
-
+IncludePii = Annotated[
+    bool, typer.Option("--include-pii", help="Show phones and names in clear (default: masked).")
+]

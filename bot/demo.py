@@ -62,6 +62,10 @@ class DemoOutcome:
     corp_tags_sent: int = 0
     member_corp_tags: list[str] | None = None
     pushed_card: dict[str, Any] | None = None  # the template_card the guide received
+    chat_answers: list[tuple[str, list[str]]] | None = None  # (command, what the marketer received)
+
+
+DEMO_MARKETER = "MK001"  # the generated retailer's marketer (guides.csv)
 
 
 def demo_secret(workdir: Path) -> str:
@@ -282,12 +286,18 @@ async def _play(
     shown = sim.wecom.follow_tag_names("wmDemoMember0001", guide)
     out.print(texts.DEMO_CORP_TAGS_RESULT.format(sent=mirrored.sent, guide=guide, tags="、".join(shown) or "—"))
 
+    # 8. A marketer talks to the bot in WeCom: segments, labels (preview, then 确认), a report.
+    out.rule(texts.DEMO_SCENE_CHAT)
+    answers = []
+    for command in texts.DEMO_CHAT_COMMANDS:
+        answers.append((command, await _chat(out, sim, driver, DEMO_MARKETER, command)))
+
     return DemoOutcome(
         bot_url=bot_url, member_person=member_person,
         follower_person=follower.person_id if follower else "",
         follower_merged_with_contact=merged, duplicate_recorded_once=once, forged_status=result.status or 0,
         member_portrait=member_portrait, corp_tags_sent=mirrored.sent, member_corp_tags=shown,
-        pushed_card=pushed,
+        pushed_card=pushed, chat_answers=answers,
     )
 
 
@@ -337,6 +347,33 @@ async def _pushed_card(out: Console, sim: TencentSimulator, guide: str, within: 
         out.print(texts.DEMO_WELCOME.format(text=welcome.get("text", {}).get("content", "")), highlight=False,
                   markup=False)
     return dict(card)
+
+
+async def _chat(out: Console, sim: TencentSimulator, driver: CallbackDriver, userid: str, command: str,
+                within: float = 20.0) -> list[str]:
+    """Send one command as a WeCom app message; print what the bot answered (texts, pictures)."""
+    before = len([m for m in sim.wecom.app_messages if userid in m.touser])
+    out.print(texts.DEMO_CHAT_ASK.format(userid=userid, command=command), highlight=False, markup=False)
+    await driver.wecom_text(userid, command)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    received: list[Any] = []
+    while loop.time() < deadline:
+        received = [m for m in sim.wecom.app_messages if userid in m.touser][before:]
+        texts_in = [m for m in received if m.msgtype == "text" and m.body["text"]["content"] != texts.CHAT_WORKING]
+        if texts_in and (not _expects_chart(command) or any(m.msgtype == "image" for m in received)):
+            break
+        await asyncio.sleep(0.05)
+    shown = []
+    for message in received:
+        said = message.body["text"]["content"] if message.msgtype == "text" else texts.DEMO_CHAT_PICTURE
+        shown.append(said)
+        out.print("    " + said.replace("\n", "\n    "), highlight=False, markup=False)
+    return shown
+
+
+def _expects_chart(command: str) -> bool:
+    return command in texts.DEMO_CHAT_CHARTED
 
 
 async def _store_cards(out: Console, sim: TencentSimulator, since: int, within: float = 3.0) -> None:

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     media_dir: str = Field("qianmian-media", alias="QIANMIAN_MEDIA_DIR")
     # The outbox (portrait cards, welcomes, pictures): how often it is looked at for retries.
     outbox_interval_seconds: float = Field(2.0, gt=0, alias="QIANMIAN_OUTBOX_INTERVAL")
+    # Chat commands: how long a preview waits for "确认" before it lapses; after how many seconds
+    # of work a command first answers "正在圈选…".
+    confirm_minutes: float = Field(10.0, gt=0, alias="QIANMIAN_CONFIRM_MINUTES")
+    working_notice_seconds: float = Field(1.0, ge=0, alias="QIANMIAN_WORKING_NOTICE_SECONDS")
 
     def today(self) -> date:
         """T by default: today in the business time zone."""

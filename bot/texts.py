@@ -241,3 +241,249 @@ DEMO_CARD_LINK = "    完整画像（浏览器打开，24 小时内有效，只�
 DEMO_WELCOME = "  顾客收到的欢迎语：{text}"
 DEMO_NO_CARD = "  （导购还没有收到画像卡片）"
 DEMO_STORE_CARDS = "  门店导购 {guides} 各收到一张卡片“{title}”（每张卡片的链接只对收件导购本人有效）。"
+
+# ---------------------------------------------------------------- chat commands (bot/chat/)
+CHAT_UNKNOWN_STAFF = "您不在员工名单（guides.csv）中，不能使用这个功能。"
+CHAT_READING = "我理解为：{reading}"
+CHAT_WORKING = "正在圈选，请稍候……"
+CHAT_SEGMENT_COUNT = "共 {count} 人。"
+CHAT_SEGMENT_EMPTY = "共 0 人。"
+CHAT_SEGMENT_EMPTY_WHY = "没有人同时满足这些条件：{why}"
+CHAT_CONTRADICTION_DORMANT = "“沉睡”指近一年没有消费，与“近期消费”的条件互相矛盾"
+CHAT_CONTRADICTION_LOST = "“流失”指近两年没有任何活动，与近期消费或活动的条件互相矛盾"
+CHAT_SEGMENT_SAMPLES = "示例：{samples}"
+CHAT_SEGMENT_SAMPLE = "{name}（{phone}，{lifecycle}）"
+CHAT_SEGMENT_SAVED = "已保存为人群“{name}”，可以说“给刚才那批人……”或“把{name}这个人群……”继续使用。"
+CHAT_SCOPE_GUIDE = "（只在您的企微好友中圈选）"
+CHAT_SCOPE_MANAGER = "（只在{store}的顾客中圈选）"
+CHAT_NO_LAST_SEGMENT = "还没有“刚才那批人”：请先圈选一个人群。"
+CHAT_NO_SUCH_SEGMENT = "没有名为“{name}”的人群。"
+CHAT_NOT_UNDERSTOOD = "没有完全听懂这句话。"
+CHAT_UNPLACED = "没能理解的部分：{words}。"
+CHAT_UNKNOWN_NAME = "没有名为“{name}”的{kind}。"
+CHAT_UNKNOWN_CITY = "没有城市为“{name}”的门店或会员。"
+CHAT_UNKNOWN_KINDS = {
+    "store": "门店", "guide": "员工", "tag": "标签", "category": "品类", "brand": "品牌", "sku": "商品",
+    "coupon": "优惠券", "campaign": "活动", "label": "自定义标签", "city": "城市", "segment": "人群",
+}
+CHAT_SUGGEST = "可以这样说：\n{examples}"
+CHAT_SUGGEST_LINE = "· {example}"
+CHAT_HELP = (
+    "我可以帮您：圈人、看画像、打标签、做统计，发营销活动的草稿。每条改变数据的命令都会先预览，回复“确认”才执行。"
+    "\n例如：\n{examples}"
+)
+CHAT_ROLE_NEEDED = "只有市场或管理员角色可以{action}。"
+CHAT_ACTION_LABEL = "打标签"
+CHAT_ACTION_CAMPAIGN = "发营销活动"
+CHAT_ACTION_REPORT = "查看全公司统计"
+CHAT_LABEL_PREVIEW = "将给以下 {count} 人{verb}“{label}”标签。回复“确认”执行，回复“取消”放弃（{minutes} 分钟内有效）。"
+CHAT_LABEL_VERB_ADD = "打上"
+CHAT_LABEL_VERB_REMOVE = "去掉"
+CHAT_LABEL_DONE = "已给 {changed} 人{verb}“{label}”标签（共 {count} 人，其余 {same} 人原本{already}）。"
+CHAT_LABEL_ALREADY_ADD = "已有此标签"
+CHAT_LABEL_ALREADY_REMOVE = "没有此标签"
+CHAT_LABEL_BAD = "标签“{label}”不能使用：{reason}。"
+CHAT_LABEL_REASONS = {"empty": "标签为空", "too long": "超过 20 个字", "separator": "不能含逗号、分号等分隔符"}
+CHAT_PERSON_ONE = "这位顾客：{who}"
+CHAT_NO_PENDING = "没有等待确认的操作。"
+CHAT_PENDING_LAPSED = "上一个操作已超过 {minutes} 分钟未确认，已作废，请重新发送命令。"
+CHAT_CANCELLED = "已取消。"
+CHAT_CAMPAIGN_PREVIEW = (
+    "营销草稿：{who}，共 {count} 人\n渠道：{channel}\n内容：{content}\n时间：{when}\n"
+    "（发送功能即将开放：草稿已记下，暂不会发出任何消息。）"
+)
+CHAT_CAMPAIGN_CHANNELS = {"wecom": "企业微信（导购一对一）", "oa": "公众号", "any": "企业微信或公众号（自动选择）"}
+CHAT_CAMPAIGN_NOW = "确认后立即发送"
+CHAT_CAMPAIGN_COUPON_CASH = "{value}元{threshold}券"
+CHAT_CAMPAIGN_COUPON_NO_THRESHOLD = "无门槛"
+CHAT_CAMPAIGN_COUPON_THRESHOLD = "满{threshold}元可用"
+CHAT_CAMPAIGN_COUPON_DISCOUNT = "{rate}折券"
+CHAT_CAMPAIGN_COUPON_GIFT = "礼品券"
+CHAT_CAMPAIGN_COUPON_CARD = "优惠券“{name}”"
+CHAT_CAMPAIGN_NO_CONTENT = "（未写内容）"
+CHAT_PORTRAIT_NOT_FOUND = "找不到这位顾客：{who}。"
+CHAT_PORTRAIT_SEVERAL = "有 {count} 位顾客符合“{who}”，请加上门店或改用手机号、会员号：\n{people}"
+CHAT_PORTRAIT_DENIED = "这位顾客不是您的顾客，不能查看画像。"
+CHAT_PORTRAIT_LINK = "完整画像（{hours} 小时内有效）：{url}"
+CHAT_REPORT_SCOPE_GUIDE = "（只统计您的企微好友）"
+CHAT_REPORT_SCOPE_MANAGER = "（只统计{store}的顾客）"
+CHAT_FAILED = "处理这条命令时出错了，已记录（编号 {key}），请稍后再试。"
+CHAT_ASK_SENT_IMAGE = "[图片] {path}"
+CHAT_CONFIRM_WORD = "确认"
+CHAT_CAMPAIGN_NOT_YET = "发送功能将在下一个版本开放：这次没有发出任何消息。"
+DEMO_SCENE_CHAT = "场景八：市场部在企业微信里对机器人说中文：圈人、打标签（先预览、再确认）、统计、营销草稿"
+DEMO_CHAT_ASK = "  {userid} 发送：{command}"
+DEMO_CHAT_PICTURE = "[图表图片]"
+DEMO_CHAT_COMMANDS = (
+    "看看上海有多少高价值会员",
+    "圈选近90天消费2次以上且客单价高于300元的会员",
+    "给刚才那批人打上“高潜客”标签",
+    "确认",
+    "对比一下各渠道上个月的销售额",
+    "给上海门店的价格导向会员下周一上午10点发30元无门槛券",
+    "圈选喜欢火星的会员",
+)
+DEMO_CHAT_CHARTED = ("对比一下各渠道上个月的销售额",)
+
+# ---- segment readings (nlp/describe.py)
+# A segment (nlp.segment) read back in plain Chinese: "近90天消费次数≥2次，且生命周期为沉睡，且是会员".
+SEGMENT_READINGS = {
+    "and": "，且",
+    "or": "，或",
+    "group": "（{text}）",
+    "not": "不满足（{text}）",
+    "list_sep": "、",
+    "list_last": "或",
+    "everyone": "所有顾客",
+    "nobody": "没有人",
+    "saved": "人群“{name}”",
+    "saved_last": "上一次圈选的人群",
+    "label": "有“{name}”标签",
+    "not_label": "没有“{name}”标签",
+    "store_city": "常去门店在{city}",
+    "not_store_city": "常去门店不在{city}",
+    "guide_holds": "导购{guide}的好友",
+    "not_guide_holds": "不是导购{guide}的好友",
+    "named": "{name}（{id}）",
+    # tags
+    "tag_is": "{tag}为{value}",
+    "tag_is_not": "{tag}不是{value}",
+    "tag_in": "{tag}为{values}",
+    "tag_not_in": "{tag}不是{values}",
+    "tag_cmp": "{tag}{cmp}",
+    "tag_absent": "没有{tag}",
+    "tag_present": "有{tag}",
+    "tag_contains": "{tag}包含{value}",
+    "tag_not_contains": "{tag}不包含{value}",
+    "yes_tag": "是{tag}",
+    "not_yes_tag": "不是{tag}",
+    "coupon_outstanding": "有领券未核销",
+    "not_coupon_outstanding": "没有领券未核销",
+    "city": "{value}的会员",
+    "not_city": "不是{value}的会员",
+    "gender_F": "女性",
+    "gender_M": "男性",
+    "birthday_month": "生日在{value}月",
+    "month": "{value}月",
+    "percent": "{value}%",
+    "level_ge": "会员等级{value}及以上",
+    "level_le": "会员等级{value}及以下",
+    # comparisons: {value} / {high} already carry their unit
+    "cmp_eq": "={value}",
+    "cmp_ne": "≠{value}",
+    "cmp_ge": "≥{value}",
+    "cmp_gt": ">{value}",
+    "cmp_le": "≤{value}",
+    "cmp_lt": "<{value}",
+    "cmp_between": "在{value}至{high}之间",
+    "cmp_in": "为{values}",
+    # units
+    "yuan": "{value}元",
+    "times": "{value}次",
+    # windows
+    "days": "近{n}天",
+    "week_0": "本周",
+    "week_-1": "上周",
+    "week_1": "下周",
+    "week_n": "{n}周前",
+    "week_later": "{n}周后",
+    "month_0": "本月",
+    "month_-1": "上个月",
+    "month_1": "下个月",
+    "month_n": "{n}个月前",
+    "month_later": "{n}个月后",
+    "year_0": "今年",
+    "year_-1": "去年",
+    "year_1": "明年",
+    "year_n": "{n}年前",
+    "year_later": "{n}年后",
+    "festival": "{name}",
+    "festival_of": "{year}年{name}",
+    "month_of": "{month}月",
+    "month_of_year": "{year}年{month}月",
+    "dates": "{start}至{end}",
+    "span": "（{first}至{last}）",
+    # where, what
+    "at_store": "在{store}",
+    "at_channels": "在{channels}",
+    "category": "{value}",
+    "brand": "品牌{value}",
+    "sku": "{value}",
+    # orders
+    "count": "消费次数{cmp}",
+    "amount": "消费金额{cmp}",
+    "aov": "客单价{cmp}",
+    "max": "单笔最高{cmp}",
+    "item_count": "购买{item}的订单数{cmp}",
+    "item_amount": "购买{item}的金额{cmp}",
+    "item_aov": "购买{item}的客单价{cmp}",
+    "item_max": "购买{item}的单笔最高{cmp}",
+    "bought": "买过{item}",
+    "bought_any": "有购买",
+    "not_bought": "没有买过{item}",
+    "not_bought_any": "没有购买",
+    "first_order": "新客（首单在{window}）",
+    "returning": "老客（{window}之前和{window}都有购买）",
+    # events
+    "did": "{action}",
+    "did_item": "{action}{item}",
+    "not_did": "没有{action}",
+    "not_did_item": "没有{action}{item}",
+    "cart_not_bought": "加购未购买",
+    "cart_not_bought_item": "加购{item}未购买",
+    "coupon_held": "领券未核销",
+    "campaign_received": "收到过{campaign}活动",
+    "campaign_joined": "参加过{campaign}活动",
+    "campaign_redeemed": "核销过{campaign}活动的券",
+    "not_campaign_received": "没有收到过{campaign}活动",
+    "not_campaign_joined": "没有参加过{campaign}活动",
+    "not_campaign_redeemed": "没有核销过{campaign}活动的券",
+}
+SEGMENT_EVENT_ACTIONS = {
+    "follow": "关注过公众号", "unfollow": "取消关注过公众号", "scan": "扫过公众号二维码",
+    "add_contact": "添加过导购企微", "del_contact": "删除过导购企微", "browse": "浏览过", "add_cart": "加购过",
+    "click": "点击过", "message": "发过消息", "coupon_get": "领过券", "coupon_consume": "核销过券",
+    "coupon_delete": "删除过券",
+}
+
+# ---- reports (profile_store/reports.py, bot/report_chart.py)
+REPORT_MEASURES = {
+    "sales": "销售额", "orders": "订单数", "customers": "顾客数", "aov": "客单价", "conversion": "转化率",
+    "redemption": "核销率",
+}
+REPORT_MEASURE_PERSONS = "人数"  # `customers` of a lifecycle / RFM distribution
+REPORT_DIMENSIONS = {
+    "channel": "渠道", "store": "门店", "city": "城市", "lifecycle": "生命周期", "rfm": "RFM分层", "category": "品类",
+}
+REPORT_TITLE = "{measures}"
+REPORT_TITLE_BY = "各{by}{measures}"
+REPORT_TITLE_DISTRIBUTION = "{by}分布"
+REPORT_TITLE_CAMPAIGN = "{campaign}活动复盘"
+REPORT_TITLE_ALL_CAMPAIGNS = "全部活动复盘"
+REPORT_MEASURE_SEPARATOR = "、"
+REPORT_VALUE_SEPARATOR = "，"
+REPORT_SPAN = "（{first}至{last}）"
+REPORT_AS_OF = "（截至{date}）"
+REPORT_AMONG = "范围：所选人群（{count}人）"
+REPORT_ROW = "{label}：{values}"
+REPORT_TOTAL = "合计：{values}"
+REPORT_VALUE = "{measure} {value}"
+REPORT_MORE = "……另有{count}项未列出"
+REPORT_NO_DATA = "这段时间没有数据。"
+REPORT_CHART_NO_DATA = "暂无数据"
+REPORT_YUAN = "{amount}元"
+REPORT_PERCENT = "{rate}%"
+REPORT_SHARE = "（占{rate}%）"
+REPORT_UNITS = {
+    "orders": "单", "customers": "人", "received": "人", "coupons": "张", "redeemed": "张", "converted": "人",
+}
+REPORT_WAN = "{n}万"
+REPORT_YI = "{n}亿"
+REPORT_AXIS_YUAN = "{measure}（元）"
+REPORT_NO_STORE = "线上（无门店）"
+REPORT_NO_CITY = "未知城市"
+REPORT_NO_CATEGORY = "未分类"
+REPORT_CAMPAIGN_STEPS = {"received": "触达人数", "coupons": "领券数", "redeemed": "核销数", "converted": "转化人数"}
+REPORT_CAMPAIGN_RATES = {"redeemed": "核销率", "converted": "转化率"}
+REPORT_CAMPAIGN_UNKNOWN = "没有找到活动“{campaign}”的记录，以下数字均为0。"
+REPORT_CHART_TOP = "{measure}（前{count}项）"

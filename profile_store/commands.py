@@ -12,12 +12,25 @@ OUTCOMES = frozenset({"done", "refused", "failed", "not_understood", "preview"})
 
 
 async def log_command(
-    session: AsyncSession, *, userid: str, text: str, family: str, outcome: str, detail: str = ""
+    session: AsyncSession,
+    *,
+    userid: str,
+    text: str,
+    family: str,
+    outcome: str,
+    detail: str = "",
+    reading: str = "",
+    result_size: int | None = None,
 ) -> None:
     """One audit row, written in the caller's transaction (with whatever the command did)."""
     if outcome not in OUTCOMES:
         raise ValueError(f"command outcome must be one of {sorted(OUTCOMES)}, not {outcome!r}")
-    session.add(CommandLog(userid=userid, text=text, family=family, outcome=outcome, detail=detail[:1000]))
+    session.add(
+        CommandLog(
+            userid=userid, text=text, family=family, outcome=outcome, detail=detail[:1000], reading=reading[:2000],
+            result_size=result_size,
+        )
+    )
     await session.flush()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal, TextIO
@@ -84,22 +84,28 @@ async def iter_profiles(
     include_pii: bool = False,
     enrich: Enricher = no_extras,
     page_size: int = PAGE_SIZE,
+    only: Collection[str] | None = None,
 ) -> AsyncIterator[Profile]:
-    """Every active person, ordered by person_id, one page of persons in memory at a time."""
+    """Every active person (or those of `only`, e.g. a segment's), ordered by person_id, one
+    page of persons in memory at a time."""
     after = ""
+    chosen = sorted(only) if only is not None else None
     while True:
         async with db.transaction() as session:
-            person_ids = list(
-                (
-                    await session.execute(
-                        text(
-                            "SELECT person_id FROM person WHERE status = 'active' AND person_id > :after"
-                            " ORDER BY person_id LIMIT :n"
-                        ),
-                        {"after": after, "n": page_size},
-                    )
-                ).scalars()
-            )
+            if chosen is not None:
+                person_ids = [p for p in chosen if p > after][:page_size]
+            else:
+                person_ids = list(
+                    (
+                        await session.execute(
+                            text(
+                                "SELECT person_id FROM person WHERE status = 'active' AND person_id > :after"
+                                " ORDER BY person_id LIMIT :n"
+                            ),
+                            {"after": after, "n": page_size},
+                        )
+                    ).scalars()
+                )
             if not person_ids:
                 return
             nodes = (
@@ -141,10 +147,13 @@ async def export_profiles(
     include_pii: bool = False,
     enrich: Enricher = no_extras,
     page_size: int = PAGE_SIZE,
+    only: Collection[str] | None = None,
 ) -> int:
-    """Write every profile to `out`; returns how many."""
+    """Write every profile (or those of `only`) to `out`; returns how many."""
     count = 0
-    profiles = iter_profiles(db, vault, as_of=as_of, include_pii=include_pii, enrich=enrich, page_size=page_size)
+    profiles = iter_profiles(
+        db, vault, as_of=as_of, include_pii=include_pii, enrich=enrich, page_size=page_size, only=only
+    )
     if fmt == "jsonl":
         async for profile in profiles:
             out.write(json.dumps(profile.as_json(), ensure_ascii=False) + "\n")

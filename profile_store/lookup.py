@@ -7,10 +7,12 @@ builds on the same reads.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import bindparam, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
@@ -184,3 +186,70 @@ async def lifecycle_counts(session: AsyncSession) -> dict[str, int]:
     rows = (await session.execute(text("SELECT lifecycle, COUNT(*) FROM profile GROUP BY lifecycle"))).all()
     found = {str(k): int(n) for k, n in rows}
     return {k: found[k] for k in order if k in found}
+
+
+@dataclass(frozen=True)
+class Brief:
+    """How a person is shown in a list: masked name, masked phone, lifecycle."""
+
+    person_id: str
+    name: str
+    phone: str
+    lifecycle: str
+
+
+async def briefs(session: AsyncSession, graph: IdentityGraph, person_ids: Sequence[str]) -> list[Brief]:
+    """Masked name (latest member record) and phone of a few persons, in the order given."""
+    if not person_ids:
+        return []
+    ids: Any = bindparam("ids", expanding=True)
+    names: dict[str, str] = {}
+    for pid, name in (
+        await session.execute(
+            text("SELECT person_id, name FROM member WHERE person_id IN :ids ORDER BY row_seq").bindparams(ids),
+            {"ids": list(person_ids)},
+        )
+    ).all():
+        if name:
+            names[pid] = name  # the later row wins
+    phones: dict[str, str] = {}
+    for pid, sealed in (
+        await session.execute(
+            text(
+                "SELECT person_id, sealed FROM identity_node WHERE kind = 'phone' AND shared = false"
+                " AND person_id IN :ids ORDER BY value"
+            ).bindparams(ids),
+            {"ids": list(person_ids)},
+        )
+    ).all():
+        if sealed and pid not in phones:
+            phones[pid] = mask_phone(graph.vault.decrypt(sealed))
+    lifecycles: dict[str, Any] = dict(
+        (
+            await session.execute(
+                text("SELECT person_id, lifecycle FROM profile WHERE person_id IN :ids").bindparams(ids),
+                {"ids": list(person_ids)},
+            )
+        ).all()
+    )
+    return [
+        Brief(pid, mask_name(names.get(pid, "")), phones.get(pid, ""), str(lifecycles.get(pid) or ""))
+        for pid in person_ids
+    ]
+
+
+async def persons_named(session: AsyncSession, name: str, store_id: str | None = None) -> list[str]:
+    """Active persons with a member record of this name (registered at, or mostly buying in,
+    `store_id` when given)."""
+    query = (
+        "SELECT DISTINCT m.person_id FROM member m JOIN person p ON p.person_id = m.person_id"
+        " AND p.status = 'active' WHERE m.name = :n"
+    )
+    params: dict[str, Any] = {"n": name.strip()}
+    if store_id:
+        query += (
+            " AND (m.register_store_id = :s OR EXISTS (SELECT 1 FROM profile f"
+            " WHERE f.person_id = m.person_id AND f.preferred_store = :s))"
+        )
+        params["s"] = store_id
+    return sorted((await session.execute(text(query + " ORDER BY m.person_id"), params)).scalars())

@@ -77,6 +77,11 @@ class Member(SQLModel, table=True):
 
 class Order(SQLModel, table=True):
     __tablename__ = "orders"
+    __table_args__ = (
+        # Segment conditions (profile_store/segments/sql.py): a person's paid orders in a window,
+        # counted and summed from the index alone (PostgreSQL; SQLite ignores the INCLUDE).
+        Index("ix_orders_person_paid", "person_id", "paid_at", postgresql_include=["status", "amount_fen"]),
+    )
     order_id: str = Field(primary_key=True)
     person_id: str | None = Field(default=None, index=True)
     link_key: str | None = Field(default=None, index=True)
@@ -461,3 +466,37 @@ class CommandLog(SQLModel, table=True):
     family: str = ""  # qr | segment | campaign | report | portrait | tag | help | unknown
     outcome: str = ""  # done | refused | failed | not_understood | preview
     detail: str = ""
+    # How the bot read the command ("上海的会员，且生命周期为忠诚") and how many people it concerned.
+    reading: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    result_size: int | None = None
+
+
+# ---------------------------------------------------------------- chat commands (issue 5)
+
+
+class SavedSegment(SQLModel, table=True):
+    """A segment kept under a name ("上海忠诚会员"), reusable in later commands; the tree is
+    `nlp.segment.to_json`, relative windows included (re-evaluated at each use)."""
+
+    __tablename__ = "saved_segment"
+    name: str = Field(primary_key=True)
+    tree: str = Field(sa_column=Column(Text, nullable=False))
+    text: str = ""  # the words it was made from
+    reading: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    owner: str = Field(default="", index=True)  # who saved it last
+    size: int = 0  # people in it when saved
+    created_at: datetime = Field(default_factory=_utcnow)
+    updated_at: datetime = Field(default_factory=_utcnow)
+
+
+class ChatState(SQLModel, table=True):
+    """One staff member's conversation with the bot: the last segment ("刚才那批人") and the
+    action waiting for their confirmation, which lapses at `pending_expires_at`. In the database,
+    not in a process, so any `serve` process can take the next message."""
+
+    __tablename__ = "chat_state"
+    userid: str = Field(primary_key=True)
+    last_segment: str | None = None  # name of a saved segment
+    pending: str | None = Field(default=None, sa_column=Column(Text))  # JSON of the action
+    pending_expires_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    updated_at: datetime = Field(default_factory=_utcnow)

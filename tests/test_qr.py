@@ -476,14 +476,16 @@ async def test_chat_roles(bot: Bot) -> None:
 async def test_chat_not_understood_failed_and_other_texts(bot: Bot) -> None:
     await say(bot, "MKT01", "二维码怎么用", "9201")
     await say(bot, "MKT01", "给S004门店生成二维码", "9202")  # a store without staff
-    await say(bot, "MKT01", "本周新客有多少", "9203")  # not about QR codes: left to the command language
+    await say(bot, "MKT01", "本周新客有多少", "9203")  # not about QR codes: the command language's
     await say(bot, "ADMIN", f"生成导购{LONG_GUIDE}的二维码", "9204")
     await answered(bot)
     assert await audit(bot) == [
-        ("MKT01", "qr", "not_understood"), ("MKT01", "qr", "failed"), ("ADMIN", "qr", "failed"),
+        ("MKT01", "qr", "not_understood"), ("MKT01", "qr", "failed"), ("MKT01", "segment", "done"),
+        ("ADMIN", "qr", "failed"),
     ]
     said = [m.body["text"]["content"] for m in messages_to(bot, "MKT01")]
-    assert said[0] == texts.QR_CHAT_NOT_UNDERSTOOD and "没有登记导购或店长" in said[1] and len(said) == 2
+    assert said[0] == texts.QR_CHAT_NOT_UNDERSTOOD and "没有登记导购或店长" in said[1] and len(said) == 3
+    assert said[2].startswith(texts.CHAT_READING.format(reading=""))
     [too_long] = messages_to(bot, "ADMIN")
     assert "超过腾讯允许的 30 个" in too_long.body["text"]["content"]
     assert bot.sim.calls(ADD_WAY) == []

@@ -1,0 +1,1 @@
+"""Chat commands in WeCom (and `qianmian ask`): the assistant that answers them."""

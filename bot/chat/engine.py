@@ -1,0 +1,601 @@
+"""The chat assistant: one staff member's Chinese command → the bot's answer.
+
+The same path serves WeCom (handlers/messages.py, in the dispatcher's prefetch step, outside the
+callback's transaction) and `qianmian ask`. Reading is done in short read transactions; what a
+command changes (a saved segment, the conversation state, labels on confirmation) is written in
+its own short transaction; the caller writes the audit row and sends the answer.
+
+Roles (guides.csv): a guide works within the customers they hold as WeCom contacts, a manager
+within their store's customers (preferred store, or held by its staff), marketers and admins
+with everyone; labelling and campaigns need marketer or admin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot import texts
+from bot.chat.reply import Reply
+from bot.portrait_links import PortraitLinks
+from bot.settings import Settings
+from nlp import segment as seg
+from nlp.describe import describe
+from nlp.examples import EXAMPLES
+from nlp.intent import (
+    CampaignCommand,
+    Command,
+    HelpCommand,
+    LabelCommand,
+    NotUnderstood,
+    PersonRef,
+    PortraitCommand,
+    ReplyCommand,
+    ReportCommand,
+    SegmentCommand,
+)
+from nlp.lexicon import lexicon_for
+from nlp.parse import parse_command
+from nlp.vocabulary import Vocabulary
+from profile_store import chat as chat_store
+from profile_store.access import can_view
+from profile_store.db import Database
+from profile_store.identity import IdentityGraph
+from profile_store.labels import LabelError
+from profile_store.lookup import Brief, briefs, find_person, persons_named
+from profile_store.segments import sql as segments
+from profile_store.segments.asof import profile_relation
+from profile_store.staff import Staff, staff_of, store_name
+from profile_store.vocabulary import load_vocabulary
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], Awaitable[None]]
+SAMPLES = 5
+# The vocabulary (stores, categories, labels, saved segments …) is re-read at most this often;
+# our own changes (a new label, a saved segment) refresh it at once.
+VOCABULARY_SECONDS = 60.0
+WRITE_ROLES = frozenset({"marketer", "admin"})
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whom a staff member may work with: `segment` None means everyone."""
+
+    segment: seg.Segment | None
+    note: str = ""
+
+
+class Assistant:
+    def __init__(self, db: Database, graph: IdentityGraph, settings: Settings, links: PortraitLinks | None) -> None:
+        self.db = db
+        self.graph = graph
+        self.settings = settings
+        self.links = links
+        self._vocabulary: Vocabulary | None = None
+        self._vocabulary_at = 0.0
+        self._vocabulary_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ entry point
+
+    async def answer(
+        self,
+        userid: str,
+        text: str,
+        *,
+        now: datetime | None = None,
+        as_of: date | None = None,
+        progress: Progress | None = None,
+    ) -> Reply:
+        """The answer to one command. `now`: when it was written (aware); `as_of`: T for every
+        computation (default: today in the business time zone), as `--as-of` does."""
+        tz = ZoneInfo(self.settings.tz)
+        moment = (now or datetime.now(UTC)).astimezone(tz)
+        if as_of is not None and as_of != moment.date():
+            moment = datetime.combine(as_of, moment.timetz())  # T's day, at the time of asking
+        today = moment.date()
+        async with self.db.read() as session:
+            asker = await staff_of(session, userid)
+        if asker is None:
+            return Reply("unknown", "refused", texts.CHAT_UNKNOWN_STAFF)
+        vocabulary = await self.vocabulary()
+        command = parse_command(text, vocabulary, moment)
+        context = _Context(self, asker, text, moment, today, vocabulary, progress, explicit=as_of is not None)
+        return await context.act(command)
+
+    # ------------------------------------------------------------------ shared parts
+
+    async def vocabulary(self, *, fresh: bool = False) -> Vocabulary:
+        loop = asyncio.get_running_loop()
+        async with self._vocabulary_lock:
+            if fresh or self._vocabulary is None or loop.time() - self._vocabulary_at > VOCABULARY_SECONDS:
+                async with self.db.read() as session:
+                    self._vocabulary = await load_vocabulary(session)
+                self._vocabulary_at = loop.time()
+                # A new dictionary takes jieba about a second to build: not on the event loop.
+                await asyncio.to_thread(lexicon_for, self._vocabulary)
+            return self._vocabulary
+
+    def forget_vocabulary(self) -> None:
+        self._vocabulary = None
+
+
+def help_text() -> str:
+    return texts.CHAT_HELP.format(examples="\n".join(texts.CHAT_SUGGEST_LINE.format(example=e) for e in EXAMPLES))
+
+
+def not_understood_text(command: NotUnderstood) -> str:
+    lines = [texts.CHAT_NOT_UNDERSTOOD]
+    for kind, name in command.unknown:
+        if kind == "city":  # a real city, just not one of this retailer's
+            lines.append(texts.CHAT_UNKNOWN_CITY.format(name=name))
+        else:
+            lines.append(texts.CHAT_UNKNOWN_NAME.format(name=name, kind=texts.CHAT_UNKNOWN_KINDS.get(kind, kind)))
+    if command.unplaced:
+        lines.append(texts.CHAT_UNPLACED.format(words="、".join(f"“{w}”" for w in command.unplaced)))
+    if command.reason:
+        lines.append(command.reason)
+    suggestions = command.suggestions or EXAMPLES[:3]
+    lines.append(
+        texts.CHAT_SUGGEST.format(examples="\n".join(texts.CHAT_SUGGEST_LINE.format(example=e) for e in suggestions))
+    )
+    return "\n".join(lines)
+
+
+@dataclass
+class _Context:
+    """One command being answered: who asks, when, with which words."""
+
+    a: Assistant
+    asker: Staff
+    text: str
+    moment: datetime
+    today: date
+    vocabulary: Vocabulary
+    progress: Progress | None
+    # `--as-of`: profiles of exactly that day (computed when the stored ones are of another);
+    # otherwise the stored profiles, which the live path and the nightly refresh keep current.
+    explicit: bool
+
+    async def act(self, command: Command) -> Reply:
+        if isinstance(command, ReplyCommand):
+            return await self.confirm(command.yes)
+        if isinstance(command, HelpCommand):
+            return Reply("help", "done", help_text())
+        if isinstance(command, NotUnderstood):
+            return Reply("unknown", "not_understood", not_understood_text(command))
+        if isinstance(command, SegmentCommand):
+            return await self.segment(command)
+        if isinstance(command, LabelCommand):
+            return await self.label(command)
+        if isinstance(command, PortraitCommand):
+            return await self.portrait(command.person)
+        if isinstance(command, ReportCommand):
+            return await self.report(command)
+        if isinstance(command, CampaignCommand):
+            return await self.campaign(command)
+        raise TypeError(f"unknown command {command!r}")
+
+    # ------------------------------------------------------------------ segments
+
+    async def scope(self) -> Scope:
+        role = self.asker.role
+        if role in WRITE_ROLES:
+            return Scope(None)
+        if role == "manager" and self.asker.store_id:
+            async with self.a.db.read() as session:
+                staff = await _store_staff(session, self.asker.store_id)
+                name = await store_name(session, self.asker.store_id) or self.asker.store_id
+            held = [seg.GuideHolds(g) for g in staff]
+            return Scope(
+                seg.any_of(seg.Tag("preferred_store", seg.eq(self.asker.store_id)), *held),
+                texts.CHAT_SCOPE_MANAGER.format(store=name),
+            )
+        return Scope(seg.GuideHolds(self.asker.guide_id), texts.CHAT_SCOPE_GUIDE)
+
+    async def resolve(self, tree: seg.Segment) -> seg.Segment | Reply:
+        """`Saved` references replaced by the saved trees (刚才那批人 = the asker's last one)."""
+        saved = [n for n in seg.walk(tree) if isinstance(n, seg.Saved)]
+        if not saved:
+            return tree
+        found: dict[str, seg.Segment] = {}
+        async with self.a.db.read() as session:
+            state = await chat_store.state_of(session, self.asker.guide_id)
+            for node in saved:
+                name = node.name or state.last_segment or ""
+                if not name:
+                    return Reply("segment", "refused", texts.CHAT_NO_LAST_SEGMENT)
+                stored = await chat_store.saved_segment(session, name)
+                if stored is None:
+                    return Reply("segment", "refused", texts.CHAT_NO_SUCH_SEGMENT.format(name=name))
+                found[node.name] = seg.from_json(stored.tree)
+        return _substitute(tree, found)
+
+    def read(self, tree: seg.Segment) -> str:
+        return describe(tree, self.vocabulary, self.today)
+
+    async def evaluate(self, tree: seg.Segment, *, samples: int = 0) -> tuple[int, list[str]]:
+        """(count, first few person_ids) of `tree` within the asker's scope; sends the working
+        notice first when it takes a while."""
+
+        async def run() -> tuple[int, list[str]]:
+            async with self.a.db.read() as session:
+                relation = await profile_relation(session, self.today) if self.explicit else "profile"
+                total = await segments.count(session, tree, self.today, profile=relation)
+                chosen = (
+                    await segments.sample(session, tree, self.today, profile=relation, n=samples) if samples else []
+                )
+                return total, chosen
+
+        task = asyncio.ensure_future(run())
+        if self.progress is not None:
+            done, _ = await asyncio.wait({task}, timeout=self.a.settings.working_notice_seconds)
+            if not done:
+                await self.progress(texts.CHAT_WORKING)
+        return await task
+
+    async def members(self, tree: seg.Segment) -> list[str]:
+        async with self.a.db.read() as session:
+            relation = await profile_relation(session, self.today) if self.explicit else "profile"
+            return await segments.members(session, tree, self.today, profile=relation)
+
+    async def scoped(self, tree: seg.Segment) -> tuple[seg.Segment, seg.Segment, Scope] | Reply:
+        """(the segment with saved ones resolved, the same within the asker's scope, the scope)."""
+        resolved = await self.resolve(tree)
+        if isinstance(resolved, Reply):
+            return resolved
+        scope = await self.scope()
+        return resolved, (resolved if scope.segment is None else seg.all_of(scope.segment, resolved)), scope
+
+    async def segment(self, command: SegmentCommand) -> Reply:
+        found = await self.scoped(command.segment)
+        if isinstance(found, Reply):
+            return found
+        resolved, tree, scope = found
+        reading = self.read(resolved)
+        total, chosen = await self.evaluate(tree, samples=0 if command.count_only else SAMPLES)
+        lines = [texts.CHAT_READING.format(reading=reading) + scope.note]
+        if total:
+            lines.append(texts.CHAT_SEGMENT_COUNT.format(count=total))
+        else:
+            lines.append(texts.CHAT_SEGMENT_EMPTY)
+            why = contradiction(tree)
+            if why:
+                lines.append(texts.CHAT_SEGMENT_EMPTY_WHY.format(why=why))
+        if chosen:
+            async with self.a.db.read() as session:
+                shown = await briefs(session, self.a.graph, chosen)
+            lines.append(texts.CHAT_SEGMENT_SAMPLES.format(samples="；".join(_brief(b) for b in shown)))
+        name = command.save_as or segment_name(self.text)
+        async with self.a.db.transaction() as session:
+            await chat_store.save_segment(
+                session,
+                name=name,
+                tree=seg.to_json(tree),
+                text_=self.text,
+                reading=reading,
+                owner=self.asker.guide_id,
+                size=total,
+            )
+            await chat_store.remember(session, self.asker.guide_id, last_segment=name)
+        self.a.forget_vocabulary()
+        lines.append(texts.CHAT_SEGMENT_SAVED.format(name=name))
+        return Reply("segment", "done", "\n".join(lines), reading=reading, size=total)
+
+    # ------------------------------------------------------------------ labels
+
+    async def label(self, command: LabelCommand) -> Reply:
+        if self.asker.role not in WRITE_ROLES:
+            return Reply("tag", "refused", texts.CHAT_ROLE_NEEDED.format(action=texts.CHAT_ACTION_LABEL))
+        try:
+            from profile_store.labels import clean_label
+
+            label = clean_label(command.label)
+        except LabelError as exc:
+            reason = texts.CHAT_LABEL_REASONS.get(str(exc), str(exc))
+            return Reply("tag", "refused", texts.CHAT_LABEL_BAD.format(label=command.label, reason=reason))
+        if command.person is not None:
+            person = await self.find(command.person)
+            if isinstance(person, Reply):
+                return replace(person, family="tag")
+            reading = texts.CHAT_PERSON_ONE.format(who=_who(command.person))
+            total = 1
+            pending = {"kind": "label", "label": label, "add": command.add, "person_id": person, "reading": reading}
+        else:
+            found = await self.scoped(command.segment or seg.Everyone())
+            if isinstance(found, Reply):
+                return replace(found, family="tag")
+            resolved, tree, scope = found
+            reading = self.read(resolved) + scope.note
+            total, _ = await self.evaluate(tree)
+            pending = {
+                "kind": "label",
+                "label": label,
+                "add": command.add,
+                "tree": seg.to_json(tree),
+                "reading": reading,
+            }
+        minutes = self.a.settings.confirm_minutes
+        async with self.a.db.transaction() as session:
+            await chat_store.remember(
+                session,
+                self.asker.guide_id,
+                pending={**pending, "count": total, "text": self.text},
+                expires_at=datetime.now(UTC) + timedelta(minutes=minutes),
+            )
+        verb = texts.CHAT_LABEL_VERB_ADD if command.add else texts.CHAT_LABEL_VERB_REMOVE
+        answer = "\n".join(
+            (
+                texts.CHAT_READING.format(reading=reading),
+                texts.CHAT_LABEL_PREVIEW.format(count=total, verb=verb, label=label, minutes=_minutes(minutes)),
+            )
+        )
+        return Reply("tag", "preview", answer, reading=reading, size=total)
+
+    async def confirm(self, yes: bool) -> Reply:
+        async with self.a.db.transaction() as session:
+            state = await chat_store.state_of(session, self.asker.guide_id)
+            if state.pending is None:
+                text = (
+                    texts.CHAT_PENDING_LAPSED.format(minutes=_minutes(self.a.settings.confirm_minutes))
+                    if state.lapsed
+                    else texts.CHAT_NO_PENDING
+                )
+                if state.lapsed:
+                    await chat_store.remember(session, self.asker.guide_id, clear_pending=True)
+                return Reply("confirm", "refused", text)
+            await chat_store.remember(session, self.asker.guide_id, clear_pending=True)
+            pending = state.pending
+            if not yes:
+                return Reply("confirm", "done", texts.CHAT_CANCELLED, reading=pending.get("reading", ""))
+            if pending.get("kind") == "label":
+                return await self._apply_label(session, pending)
+            if pending.get("kind") == "campaign":
+                return Reply("campaign", "refused", texts.CHAT_CAMPAIGN_NOT_YET, reading=pending.get("reading", ""))
+        return Reply("confirm", "refused", texts.CHAT_NO_PENDING)
+
+    async def _apply_label(self, session: Any, pending: dict[str, Any]) -> Reply:
+        label, add = str(pending["label"]), bool(pending["add"])
+        if "person_id" in pending:
+            from profile_store.labels import add_label, remove_label
+
+            change = add_label if add else remove_label
+            changed = int(await change(session, str(pending["person_id"]), label, self.asker.guide_id))
+            total = 1
+        else:
+            tree = seg.from_json(str(pending["tree"]))
+            relation = await profile_relation(session, self.today) if self.explicit else "profile"
+            query = segments.compile_segment(tree, today=self.today, profile=relation)
+            changed = await chat_store.label_segment(session, query, label, self.asker.guide_id, add=add)
+            total = int(pending.get("count", changed))
+        self.a.forget_vocabulary()
+        verb = texts.CHAT_LABEL_VERB_ADD if add else texts.CHAT_LABEL_VERB_REMOVE
+        already = texts.CHAT_LABEL_ALREADY_ADD if add else texts.CHAT_LABEL_ALREADY_REMOVE
+        answer = texts.CHAT_LABEL_DONE.format(
+            changed=changed,
+            verb=verb,
+            label=label,
+            count=max(total, changed),
+            same=max(total - changed, 0),
+            already=already,
+        )
+        return Reply("tag", "done", answer, reading=str(pending.get("reading", "")), size=changed)
+
+    # ------------------------------------------------------------------ one person
+
+    async def find(self, ref: PersonRef) -> str | Reply:
+        """The one active person `ref` names, if the asker may see them."""
+        async with self.a.db.read() as session:
+            if ref.phone or ref.member_id:
+                identity = f"phone:{ref.phone}" if ref.phone else f"member_id:{ref.member_id}"
+                try:
+                    person = await find_person(session, self.a.graph, identity)
+                except ValueError:
+                    person = None
+                found = [person] if person else []
+            else:
+                found = await persons_named(session, ref.name or "", ref.store_id)
+            if not found:
+                return Reply("portrait", "failed", texts.CHAT_PORTRAIT_NOT_FOUND.format(who=_who(ref)))
+            if len(found) > 1:
+                shown = await briefs(session, self.a.graph, found[:SAMPLES])
+                return Reply(
+                    "portrait",
+                    "failed",
+                    texts.CHAT_PORTRAIT_SEVERAL.format(
+                        count=len(found), who=_who(ref), people="\n".join(_brief(b) for b in shown)
+                    ),
+                )
+            decision = await can_view(session, self.asker.guide_id, found[0], now=self.moment.replace(tzinfo=None))
+        if not decision.allowed:
+            return Reply("portrait", "refused", texts.CHAT_PORTRAIT_DENIED)
+        return found[0]
+
+    async def portrait(self, ref: PersonRef) -> Reply:
+        from bot.portrait_text import render
+        from profile_store.portrait import portrait
+
+        person = await self.find(ref)
+        if isinstance(person, Reply):
+            return person
+        async with self.a.db.read() as session:
+            shown = await portrait(session, self.a.graph, person, self.today, stored=not self.explicit)
+        if shown is None:
+            return Reply("portrait", "failed", texts.CHAT_PORTRAIT_NOT_FOUND.format(who=_who(ref)))
+        lines = [render(shown)]
+        if self.a.links is not None:
+            token, _ = self.a.links.issue(person, self.asker.guide_id)
+            lines.append(
+                texts.CHAT_PORTRAIT_LINK.format(
+                    hours=_minutes(self.a.settings.portrait_link_hours), url=self.a.links.url(token)
+                )
+            )
+        return Reply("portrait", "done", "\n".join(lines), reading=_who(ref), size=1)
+
+    # ------------------------------------------------------------------ reports
+
+    async def report(self, command: ReportCommand) -> Reply:
+        from bot.report_chart import render_chart, render_text, save_chart
+        from profile_store.reports import report
+
+        scope = await self.scope()
+        among: list[str] | None = None
+        restrict = command.segment
+        if restrict is not None:
+            resolved = await self.resolve(restrict)
+            if isinstance(resolved, Reply):
+                return replace(resolved, family="report")
+            restrict = resolved
+        if scope.segment is not None:
+            restrict = scope.segment if restrict is None else seg.all_of(scope.segment, restrict)
+        if restrict is not None:
+            among = await self.members(restrict)
+        async with self.a.db.read() as session:
+            relation = await profile_relation(session, self.today) if self.explicit else "profile"
+            figures = await report(session, command, self.today, profile=relation, members=among)
+        text = render_text(figures) + (scope.note if scope.segment is not None else "")
+        image: str | None = None
+        if getattr(figures, "rows", None):
+            png = render_chart(figures)
+            key = hashlib.sha256(f"{self.asker.guide_id}|{self.text}|{self.moment.isoformat()}".encode()).hexdigest()[
+                :16
+            ]
+            image = str(save_chart(png, Path(self.a.settings.media_dir), key))
+        reading = self.read(restrict) if restrict is not None else ""
+        return Reply(
+            "report", "done", text, image_path=image, reading=reading, size=len(among) if among is not None else None
+        )
+
+    # ------------------------------------------------------------------ campaigns (drafts)
+
+    async def campaign(self, command: CampaignCommand) -> Reply:
+        if self.asker.role not in WRITE_ROLES:
+            return Reply("campaign", "refused", texts.CHAT_ROLE_NEEDED.format(action=texts.CHAT_ACTION_CAMPAIGN))
+        found = await self.scoped(command.segment)
+        if isinstance(found, Reply):
+            return replace(found, family="campaign")
+        resolved, tree, _ = found
+        reading = self.read(resolved)
+        total, _ = await self.evaluate(tree)
+        answer = texts.CHAT_CAMPAIGN_PREVIEW.format(
+            who=reading,
+            count=total,
+            channel=texts.CHAT_CAMPAIGN_CHANNELS.get(command.channel, command.channel),
+            content=_offer(command, self.vocabulary),
+            when=command.send_at.strftime("%Y-%m-%d %H:%M") if command.send_at else texts.CHAT_CAMPAIGN_NOW,
+        )
+        async with self.a.db.transaction() as session:
+            await chat_store.remember(
+                session,
+                self.asker.guide_id,
+                pending={"kind": "campaign", "tree": seg.to_json(tree), "reading": reading, "text": self.text},
+                expires_at=datetime.now(UTC) + timedelta(minutes=self.a.settings.confirm_minutes),
+            )
+        return Reply("campaign", "preview", answer, reading=reading, size=total)
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+async def _store_staff(session: Any, store_id: str) -> list[str]:
+    from profile_store.staff import all_staff
+
+    return [g for g, s in await all_staff(session) if s == store_id]
+
+
+def _substitute(tree: seg.Segment, found: dict[str, seg.Segment]) -> seg.Segment:
+    if isinstance(tree, seg.Saved):
+        return found[tree.name]
+    if isinstance(tree, seg.And):
+        return seg.all_of(*(_substitute(p, found) for p in tree.parts))
+    if isinstance(tree, seg.Or):
+        return seg.any_of(*(_substitute(p, found) for p in tree.parts))
+    if isinstance(tree, seg.Not):
+        return seg.Not(_substitute(tree.part, found))
+    return tree
+
+
+_COMMAND_WORDS = re.compile(r"^(?:请|帮我|帮忙)?(?:圈选|筛选|找出|找一下|看看|看一下|查一下|查询|统计一下)?")
+_QUESTION_WORDS = re.compile(r"(?:有多少人?|有哪些人?|是哪些人?|的人数|多少人)[?？。!！]*$")
+
+
+def segment_name(text: str) -> str:
+    """A name for a segment from its words: "圈选上海的忠诚会员有多少" → "上海的忠诚会员"."""
+    name = _COMMAND_WORDS.sub("", text.strip())
+    name = _QUESTION_WORDS.sub("", name).strip(" ，,。.!！?？")
+    return (name or text.strip())[:30]
+
+
+def contradiction(tree: seg.Segment) -> str:
+    """Why an empty answer is necessarily empty, when the conditions exclude each other:
+    沉睡 / 流失 (no order in the last 365 days) with an order condition inside that year."""
+    parts = tree.parts if isinstance(tree, seg.And) else (tree,)
+    lifecycle = {p.cmp.value for p in parts if isinstance(p, seg.Tag) and p.key == "lifecycle" and p.cmp.op == "eq"}
+    if not lifecycle & {"沉睡", "流失"}:
+        return ""
+    recent = any(_needs_recent_order(p) for p in parts)
+    if not recent:
+        return ""
+    return texts.CHAT_CONTRADICTION_DORMANT if "沉睡" in lifecycle else texts.CHAT_CONTRADICTION_LOST
+
+
+def _needs_recent_order(part: seg.Segment) -> bool:
+    if isinstance(part, seg.Bought):
+        return part.window.kind == "days" and part.window.n <= seg.DEFAULT_DAYS
+    if isinstance(part, seg.OrderMetric):
+        if part.window.kind != "days" or part.window.n > seg.DEFAULT_DAYS:
+            return False
+        if part.measure in ("aov", "max"):
+            return True
+        cmp = part.cmp  # a count or sum that 0 does not satisfy needs an order
+        return not cmp.test(0) and cmp.op not in ("lt", "le", "ne")
+    return False
+
+
+def _brief(b: Brief) -> str:
+    return texts.CHAT_SEGMENT_SAMPLE.format(name=b.name or "-", phone=b.phone or "-", lifecycle=b.lifecycle or "-")
+
+
+def _who(ref: PersonRef) -> str:
+    from profile_store.pii import mask_phone
+
+    if ref.phone:
+        return mask_phone(re.sub(r"\D", "", ref.phone)[-11:])
+    if ref.member_id:
+        return ref.member_id
+    return f"{ref.name or ''}{'（' + ref.store_id + '）' if ref.store_id else ''}"
+
+
+def _minutes(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _offer(command: CampaignCommand, vocabulary: Vocabulary) -> str:
+    parts = []
+    coupon = command.coupon
+    if coupon is not None:
+        names = dict(vocabulary.coupons)
+        if coupon.card_id:
+            parts.append(texts.CHAT_CAMPAIGN_COUPON_CARD.format(name=names.get(coupon.card_id, coupon.card_id)))
+        elif coupon.kind == "cash":
+            threshold = (
+                texts.CHAT_CAMPAIGN_COUPON_THRESHOLD.format(threshold=f"{coupon.threshold_fen / 100:g}")
+                if coupon.threshold_fen
+                else texts.CHAT_CAMPAIGN_COUPON_NO_THRESHOLD
+            )
+            parts.append(texts.CHAT_CAMPAIGN_COUPON_CASH.format(value=f"{coupon.value / 100:g}", threshold=threshold))
+        elif coupon.kind == "discount":
+            parts.append(texts.CHAT_CAMPAIGN_COUPON_DISCOUNT.format(rate=f"{(100 - coupon.value) / 10:g}"))
+        else:
+            parts.append(texts.CHAT_CAMPAIGN_COUPON_GIFT)
+    if command.content:
+        parts.append(command.content)
+    return "；".join(parts) or texts.CHAT_CAMPAIGN_NO_CONTENT

@@ -1,0 +1,1103 @@
+"""Chinese commands → `Command` / `Segment` (commands.md): pure functions of text, vocabulary and
+the moment of asking.
+
+Grammar: the lexer (`nlp.lexicon`) turns the normalised text into lexemes (jieba keeps the
+domain and retailer words whole; compound numbers, windows and ids are matched at token starts).
+`_SegmentParser` reads the lexemes left to right with a little state — the window in force
+(carried on until another is named), the order place (在门店S005 / 线上), a pending negation and
+a pending comparison word — and emits one condition per phrase. Joins:
+
+- side by side (价格导向会员) binds tightest, then 或 / 或者, then the "and" words, 的 and X中/X里:
+  沉睡或流失的会员 = (沉睡 ∨ 流失) ∧ 会员; 沉睡会员或流失会员 = (沉睡 ∧ 会员) ∨ (流失 ∧ 会员).
+- a negated order or event condition without an object takes the previous condition's object
+  (近半年买过木棉但近一个月没买过; 浏览过连衣裙但没下单); a bare object after a join takes the
+  previous verb (买过童装或女鞋).
+
+Every lexeme must be placed: a word the grammar cannot use, a window nothing used, a dangling
+negation or comparison makes the answer `NotUnderstood` with those words, never a guess.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from dataclasses import replace
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from nlp.examples import EXAMPLES
+from nlp.intent import (
+    CampaignCommand,
+    Command,
+    CouponOffer,
+    HelpCommand,
+    LabelCommand,
+    NotUnderstood,
+    PersonRef,
+    PortraitCommand,
+    ReplyCommand,
+    ReportCommand,
+    ReportDimension,
+    ReportMeasure,
+    SegmentCommand,
+)
+from nlp.lexicon import CHANNEL_NAMES, LIFECYCLE_VALUES, Lexeme, Lexicon, lexicon_for, normalise
+from nlp.numbers import NUMBER, parse_number, to_fen
+from nlp.segment import (
+    DEFAULT_WINDOW,
+    LIST_TAG_KEYS,
+    And,
+    Bought,
+    CampaignTouch,
+    CartNotBought,
+    Compare,
+    CouponHeld,
+    Did,
+    Everyone,
+    FirstOrder,
+    GuideHolds,
+    Item,
+    Label,
+    Not,
+    OrderMetric,
+    Returning,
+    Saved,
+    Segment,
+    StoreCity,
+    Tag,
+    Where,
+    Window,
+    all_of,
+    any_of,
+    eq,
+)
+from nlp.vocabulary import Vocabulary
+from nlp.when import SEND_TIME_RE, WINDOW_RE, SendTimeError, find_send_time, local_now, window_of
+
+_MONEY_UNITS = {"元": 1, "块": 1, "块钱": 1, "元钱": 1, "万元": 10_000, "千元": 1000, "w": 10_000, "W": 10_000}
+_COUNT_UNITS = ("次", "单", "笔")
+_SKIP_IN_PHRASE = {"了", "过", "是", "为", "有", "在", "的话"}
+
+
+class _SegmentParser:
+    def __init__(self, lexemes: list[Lexeme], lexicon: Lexicon, today: date) -> None:
+        self.lx = lexemes
+        self.lexicon = lexicon
+        self.today = today
+        self.i = 0
+        self.atoms: list[tuple[str, Segment]] = []
+        self.sep = "and"
+        self.neg: Lexeme | None = None
+        self.window: Window | None = None
+        self.window_lexeme: Lexeme | None = None
+        self.window_used = True
+        self.where: Where | None = None
+        self.where_text = ""
+        self.where_used = True
+        self.cmp: Lexeme | None = None
+        self.last: Segment | None = None
+        self.anyone = False
+        self.unplaced: list[str] = []
+        self.unknown: list[tuple[str, str]] = []
+
+    # ------------------------------------------------------------------ helpers
+
+    def peek(self, offset: int = 0) -> Lexeme | None:
+        j = self.i + offset
+        return self.lx[j] if j < len(self.lx) else None
+
+    def next_meaningful(self, skip: set[str] | None = None) -> int:
+        """Index of the next lexeme after i that is not a filler word of a phrase."""
+        words = _SKIP_IN_PHRASE if skip is None else skip
+        j = self.i + 1
+        while j < len(self.lx) and self.lx[j].kind == "NOISE" and self.lx[j].text in words:
+            j += 1
+        return j
+
+    def at(self, j: int) -> Lexeme | None:
+        return self.lx[j] if j < len(self.lx) else None
+
+    def take_window(self) -> Window:
+        self.window_used = True
+        return self.window if self.window is not None else DEFAULT_WINDOW
+
+    def take_where(self) -> Where:
+        if self.where is None:
+            return Where()
+        self.where_used = True
+        return self.where
+
+    def emit(self, condition: Segment) -> None:
+        positive = condition
+        if self.neg is None and self.sep == "and" and self.atoms and _exclusive(self.atoms[-1][1], condition):
+            # 上海和北京的会员: one person has one city, so two values of a one-valued tag
+            # joined by an "and" word mean either of them (an "and" would always be empty).
+            self.sep = "or"
+        if self.neg is not None:
+            condition = Not(condition)
+            self.neg = None
+        self.atoms.append((self.sep, condition))
+        self.sep = "tight"
+        self.last = positive
+
+    def separate(self, kind: str) -> None:
+        if self.neg is not None:
+            self.unplaced.append(self.neg.text)
+            self.neg = None
+        if kind == "or" or self.sep != "or":
+            self.sep = kind
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self) -> tuple[Segment | None, list[str], list[tuple[str, str]]]:
+        while self.i < len(self.lx):
+            lx = self.lx[self.i]
+            kind = lx.kind
+            if kind == "AND" or kind == "DE" or kind == "ZHONG":
+                self.separate("and")
+                self.i += 1
+            elif kind == "OR":
+                self.separate("or")
+                self.i += 1
+            elif kind == "NOT":
+                self.neg = None if self.neg is not None else lx
+                self.i += 1
+            elif kind == "WINDOW":
+                self.flush_window()
+                self.window, self.window_lexeme, self.window_used = lx.value, lx, False
+                self.i += 1
+            elif kind == "NOISE":
+                self.i += 1
+            elif kind == "ANYONE":
+                self.anyone = True
+                self.i += 1
+            elif kind == "CMP":
+                if self.cmp is not None:
+                    self.unplaced.append(self.cmp.text)
+                self.cmp = lx
+                self.i += 1
+            elif kind == "AT":
+                self.place(after_at=True)
+            else:
+                start = self.i
+                condition = self.condition()
+                if condition is not None:
+                    self.emit(condition)
+                elif self.i == start:
+                    self.unplaced.append(lx.text)
+                    self.i += 1
+        self.flush_window()
+        if self.where is not None and not self.where_used:
+            self.unplaced.append(self.where_text)
+        if self.neg is not None:
+            self.unplaced.append(self.neg.text)
+        if self.cmp is not None:
+            self.unplaced.append(self.cmp.text)
+        return self.build(), self.unplaced, self.unknown
+
+    def flush_window(self) -> None:
+        # A window nothing used stood in front of tag words only (近一个月的忠诚会员): tags never take
+        # a window (commands.md), so it changes nothing. It is not dropped when nothing at all
+        # was understood: then the whole command is not understood.
+        self.window_used = True
+
+    def build(self) -> Segment | None:
+        if not self.atoms:
+            return Everyone() if self.anyone else None
+        # 上海的女性会员或北京的男性会员: when both ends of an 或 are whole phrases joined by "and"
+        # words or 的, the 或 splits the command; otherwise it joins the nearest conditions
+        # (沉睡或流失的会员).
+        runs: list[list[tuple[str, Segment]]] = [[]]
+        for sep, atom in self.atoms:
+            if sep == "or":
+                runs.append([])
+                sep = "and"
+            runs[-1].append((sep, atom))
+        if len(runs) > 1 and all(any(s == "and" for s, _ in run[1:]) for run in (runs[0], runs[-1])):
+            return any_of(*(self.build_and(run) for run in runs))
+        return self.build_and(self.atoms)
+
+    def build_and(self, atoms: list[tuple[str, Segment]]) -> Segment:
+        groups: list[list[list[Segment]]] = []
+        for sep, atom in atoms:
+            if sep == "and" or not groups:
+                groups.append([[atom]])
+            elif sep == "or":
+                groups[-1].append([atom])
+            else:
+                groups[-1][-1].append(atom)
+        parts: list[Segment] = []
+        for group in groups:
+            alternatives = [all_of(*_dedupe(alt)) for alt in group]
+            parts.append(any_of(*_dedupe(alternatives)))
+        flat = all_of(*parts)
+        if isinstance(flat, And):
+            flat = all_of(*_dedupe(list(flat.parts)))
+        return flat
+
+    # ------------------------------------------------------------------ conditions
+
+    def condition(self) -> Segment | None:
+        lx = self.lx[self.i]
+        kind = lx.kind
+        handler = getattr(self, f"c_{kind.lower()}", None)
+        if handler is None:
+            return None
+        result: Segment | None = handler(lx)
+        return result
+
+    def c_tag(self, lx: Lexeme) -> Segment | None:
+        self.i += 1
+        return lx.value  # type: ignore[no-any-return]
+
+    def c_couponout(self, lx: Lexeme) -> Segment | None:
+        self.i += 1
+        if self.window is not None:
+            return CouponHeld(self.take_window())
+        return Tag("coupon_outstanding", eq("是"))
+
+    def c_cartnb(self, lx: Lexeme) -> Segment | None:
+        self.i += 1
+        item = self.optional_item()
+        return CartNotBought(self.take_window(), item)
+
+    def c_birthday(self, lx: Lexeme) -> Segment | None:
+        self.i += 1
+        return Tag("birthday_month", eq(lx.value))
+
+    def c_level(self, lx: Lexeme) -> Segment | None:
+        self.i += 1
+        return Tag("level", self.compare_word(lx.value))
+
+    def c_levelrange(self, lx: Lexeme) -> Segment | None:
+        self.i += 1
+        lo, hi = lx.value
+        return Tag("level", Compare("between", lo, hi))
+
+    def compare_word(self, value: Any) -> Compare:
+        """A value with the comparison word before it (pending) or right after it."""
+        op = "eq"
+        if self.cmp is not None:
+            op, self.cmp = self.cmp.value, None
+        nxt = self.peek()
+        if nxt is not None and nxt.kind == "CMP" and op == "eq":
+            op = nxt.value
+            self.i += 1
+        return Compare(op, value)  # type: ignore[arg-type]
+
+    def c_source(self, lx: Lexeme) -> Segment | None:
+        self.i += 1
+        return Tag("source", eq(lx.value))
+
+    def c_label(self, lx: Lexeme) -> Segment | None:
+        self.i += 1
+        nxt = self.peek()
+        if nxt is not None and nxt.kind == "LABELWORD":
+            self.i += 1
+        return Label(lx.value)
+
+    def c_labelword(self, lx: Lexeme) -> Segment | None:
+        """标签是VIP / 有VIP标签 (a known label), or a label this retailer does not have."""
+        j = self.next_meaningful(_SKIP_IN_PHRASE | {"是", "为"})
+        target = self.at(j)
+        if target is not None and target.kind == "LABEL":
+            self.i = j
+            return self.c_label(target)
+        # 有高潜标签的: the words just before were not understood, and name the label.
+        name = ""
+        k = self.i - 1
+        while k >= 0 and self.unplaced and self.unplaced[-1] == self.lx[k].text:
+            name = self.unplaced.pop() + name
+            k -= 1
+        if not name and j > self.i + 1:
+            # 标签是高潜的: the words after 是 / 为 up to the next join.
+            k = j
+            while k < len(self.lx) and self.lx[k].kind not in ("DE", "AND", "OR", "ZHONG", "TAG", "ANYONE"):
+                name += self.lx[k].text
+                k += 1
+            if name:
+                self.i = k
+                self.unknown.append(("label", name))
+                return Everyone()
+        if name:
+            self.unknown.append(("label", name))
+            self.i += 1
+            return Everyone()
+        return None
+
+    def c_saved(self, lx: Lexeme) -> Segment | None:
+        self.i += 1
+        nxt = self.peek()
+        while nxt is not None and (
+            (nxt.kind == "SAVED" and nxt.value == "") or (nxt.kind == "NOISE" and "人群" in nxt.text)
+        ):
+            self.i += 1
+            nxt = self.peek()
+        return Saved(lx.value)
+
+    def c_new(self, lx: Lexeme) -> Segment | None:
+        self.i += 1
+        cls = FirstOrder if lx.value == "new" else Returning
+        if self.window is not None:
+            return cls(self.take_window())
+        return cls()
+
+    def c_city(self, lx: Lexeme) -> Segment | None:
+        nxt = self.peek(1)
+        if nxt is not None and nxt.kind == "STOREWORD":
+            self.i += 2
+            return StoreCity(lx.value)
+        self.i += 1
+        return Tag("city", eq(lx.value))
+
+    def c_unknown(self, lx: Lexeme) -> Segment | None:
+        if len(lx.text) >= 3 and lx.text.endswith("店") and not lx.text.isascii():
+            self.unknown.append(("store", lx.text))  # 南京东路店: a store name this retailer does not have
+            self.i += 1
+            return Everyone()
+        return None
+
+    def c_unknown_city(self, lx: Lexeme) -> Segment | None:
+        self.unknown.append(("city", lx.value))
+        self.i += 1
+        nxt = self.peek()
+        if nxt is not None and nxt.kind == "STOREWORD":
+            self.i += 1
+        return Everyone()
+
+    def c_unknown_store(self, lx: Lexeme) -> Segment | None:
+        self.unknown.append(("store", lx.value))
+        self.i += 1
+        return Everyone()
+
+    def c_unknown_guide(self, lx: Lexeme) -> Segment | None:
+        self.unknown.append(("guide", lx.value))
+        self.i += 1
+        self.skip_guide_tail()
+        return Everyone()
+
+    def c_store(self, lx: Lexeme) -> Segment | None:
+        if self.before_order(self.i + 1):
+            return self.place(after_at=False)
+        self.i += 1
+        return Tag("preferred_store", eq(lx.value))
+
+    def c_storeword(self, lx: Lexeme) -> Segment | None:
+        if self.before_order(self.i + 1):
+            return self.place(after_at=False)
+        return None
+
+    def c_channel(self, lx: Lexeme) -> Segment | None:
+        return self.c_storeword(lx)
+
+    def before_order(self, j: int) -> bool:
+        while j < len(self.lx) and self.lx[j].kind == "NOISE" and self.lx[j].text in _SKIP_IN_PHRASE:
+            j += 1
+        target = self.at(j)
+        return target is not None and (
+            target.kind in ("BUY", "MEASURE", "NOT") and not (target.kind == "NOT" and j + 1 >= len(self.lx))
+        )
+
+    def place(self, after_at: bool) -> Segment | None:
+        """在门店S005 / 在上海一店 / 线上 / 门店 before an order condition: where it was placed."""
+        start = self.i
+        if after_at:
+            self.i += 1
+        lx = self.peek()
+        if lx is None:
+            self.unplaced.append(self.lx[start].text)
+            return None
+        if lx.kind == "STORE":
+            where = Where(store_id=lx.value)
+        elif lx.kind in ("CHANNEL", "STOREWORD"):
+            where = Where(channels=_channels(lx))
+        elif lx.kind == "UNKNOWN_STORE":
+            self.unknown.append(("store", lx.value))
+            self.i += 1
+            return None
+        else:
+            return None  # a plain 在 ("客单价在200到500之间"): filler
+        self.i += 1
+        if self.where is not None and not self.where_used:
+            self.unplaced.append(self.where_text)
+        self.where, self.where_used = where, False
+        self.where_text = "".join(x.text for x in self.lx[start : self.i])
+        return None
+
+    def c_guideword(self, lx: Lexeme) -> Segment | None:
+        j = self.i + 1
+        target = self.at(j)
+        if target is None:
+            return None
+        if target.kind == "GUIDE":
+            self.i = j + 1
+            self.skip_guide_tail()
+            return any_of(*(GuideHolds(g) for g in target.value))
+        if target.kind in ("UNKNOWN", "UNKNOWN_GUIDE", "NUM", "TAG", "VALUE"):
+            name = target.text
+            self.i = j + 1
+            while (nxt := self.peek()) is not None and nxt.kind not in ("DE", "AND", "OR", "ZHONG"):
+                name += nxt.text
+                self.i += 1
+            self.unknown.append(("guide", name))
+            self.skip_guide_tail()
+            return Everyone()
+        return None
+
+    def c_guide(self, lx: Lexeme) -> Segment | None:
+        if lx.text.startswith(("导购", "店员")):  # 导购GS0011 (matched with its id)
+            self.i += 1
+            self.skip_guide_tail()
+            return any_of(*(GuideHolds(g) for g in lx.value))
+        nxt, after = self.peek(1), self.peek(2)
+        if (
+            nxt is not None
+            and nxt.kind == "DE"
+            and after is not None
+            and (after.kind == "ANYONE" or (after.kind == "TAG" and after.value.key == "wecom_contact"))
+        ):
+            self.i += 1
+            self.skip_guide_tail()
+            return any_of(*(GuideHolds(g) for g in lx.value))
+        return None
+
+    def skip_guide_tail(self) -> None:
+        """导购张三的好友 / 的客户: the 好友 is the relationship already said."""
+        nxt, after = self.peek(), self.peek(1)
+        if nxt is not None and nxt.kind == "DE" and after is not None:
+            if after.kind == "ANYONE" or (after.kind == "TAG" and after.value.key == "wecom_contact"):
+                self.i += 2
+
+    def c_item(self, lx: Lexeme) -> Segment | None:
+        """A bare object after a join takes the previous verb: 买过童装或女鞋."""
+        if self.sep == "tight" or self.last is None:
+            return None
+        last = self.last
+        item: Item = lx.value
+        if isinstance(last, Bought | Did | CartNotBought):
+            self.i += 1
+            window = self.window if self.window is not None and not self.window_used else last.window
+            self.window_used = True
+            return replace(last, item=item, window=window)
+        if isinstance(last, OrderMetric) and last.item is not None:
+            self.i += 1
+            return replace(last, item=item)
+        if (
+            isinstance(last, Tag)
+            and last.key in ("preferred_category", "browse_preference")
+            and item.kind == "category"
+        ):
+            self.i += 1
+            return Tag(last.key, eq(item.value))
+        return None
+
+    def optional_item(self) -> Item | None:
+        nxt = self.peek()
+        if nxt is not None and nxt.kind == "ITEM":
+            self.i += 1
+            return nxt.value  # type: ignore[no-any-return]
+        return None
+
+    def unknown_item(self) -> bool:
+        """买过羽绒服 where 羽绒服 is no category, brand or SKU of this retailer."""
+        nxt = self.peek()
+        if nxt is not None and nxt.kind == "UNKNOWN":
+            self.i += 1
+            self.window_used = True
+            kind = "sku" if nxt.text.isascii() else "category"
+            self.unknown.append((kind, nxt.text))
+            return True
+        return False
+
+    def carried_item(self) -> Item | None:
+        last = self.last
+        if self.neg is not None and isinstance(last, Bought | Did | CartNotBought | OrderMetric):
+            return last.item
+        return None
+
+    def c_buy(self, lx: Lexeme) -> Segment | None:
+        self.i += 1
+        self.skip_fillers()
+        item = self.optional_item()
+        if item is None and self.unknown_item():
+            return Everyone()
+        self.skip_fillers()
+        metric = self.metric(default="amount" if lx.text.startswith(("消费", "累计")) else "count", item=item)
+        if metric is not None:
+            return metric
+        if item is None:
+            item = self.optional_item() or self.carried_item()
+        return Bought(self.take_window(), item, self.take_where())
+
+    def c_measure(self, lx: Lexeme) -> Segment | None:
+        self.i += 1
+        self.skip_fillers()
+        metric = self.metric(default=lx.value, item=None, fixed=lx.value in ("aov", "max"))
+        if metric is None:
+            self.i -= 1
+            return None
+        return metric
+
+    def skip_fillers(self) -> None:
+        while True:
+            nxt = self.peek()
+            if nxt is None or nxt.kind not in ("NOISE", "AT") or nxt.text not in _SKIP_IN_PHRASE:
+                return
+            self.i += 1
+
+    def metric(self, default: str, item: Item | None, fixed: bool = False) -> Segment | None:
+        """[CMP] NUM|RANGE [CMP] after a measure: 2次以上, 满5000元, 高于300元, 200到500元之间."""
+        start = self.i
+        op: str | None = None
+        if self.cmp is not None:
+            op = self.cmp.value
+        nxt = self.peek()
+        if nxt is not None and nxt.kind == "CMP":
+            op = nxt.value
+            self.i += 1
+            nxt = self.peek()
+        if nxt is None or nxt.kind not in ("NUM", "RANGE"):
+            self.i = start
+            return None
+        self.i += 1
+        if nxt.kind == "NUM":
+            values: list[Decimal] = [nxt.value[0]]
+            unit = nxt.value[1]
+        else:
+            values = [nxt.value[0], nxt.value[1]]
+            unit = nxt.value[2]
+        after = self.peek()
+        if after is not None and after.kind == "NOISE" and after.text == "的话":
+            self.i += 1
+            after = self.peek()
+        if after is not None and after.kind == "CMP" and nxt.kind == "NUM":
+            if op is not None and op != after.value:
+                self.i = start
+                return None
+            op = after.value
+            self.i += 1
+        if unit not in ("", *_COUNT_UNITS, *_MONEY_UNITS):
+            self.i = start
+            return None
+        measure = default
+        if not fixed:
+            if unit in _COUNT_UNITS:
+                measure = "count"
+            elif unit in _MONEY_UNITS:
+                measure = "amount"
+        elif unit in _COUNT_UNITS:
+            self.i = start
+            return None
+        if measure == "count":
+            if any(v != int(v) for v in values):
+                self.i = start
+                return None
+            converted: list[int] = [int(v) for v in values]
+        else:
+            scale = _MONEY_UNITS.get(unit, 1)
+            converted = [to_fen(v * scale) for v in values]
+        self.cmp = None
+        if item is None:
+            item = self.optional_item()
+        compare = (
+            Compare("between", converted[0], converted[1])
+            if len(converted) == 2
+            else Compare((op or "eq"), converted[0])  # type: ignore[arg-type]
+        )
+        return OrderMetric(measure, compare, self.take_window(), self.take_where(), item)  # type: ignore[arg-type]
+
+    def c_event(self, lx: Lexeme) -> Segment | None:
+        self.i += 1
+        self.skip_fillers()
+        item = self.optional_item()
+        if item is None and lx.value in ("browse", "add_cart", "click") and self.unknown_item():
+            return Everyone()
+        if item is None:
+            item = self.carried_item()
+        return Did(lx.value, self.take_window(), item)
+
+    def c_event_or_ct(self, lx: Lexeme) -> Segment | None:
+        (kind, value), action = lx.value
+        target = self.at(self.next_meaningful())
+        if (target is not None and target.kind == "CAMPAIGN") or (
+            self.neg is not None and isinstance(self.last, CampaignTouch)
+        ):
+            return self.c_ctverb(Lexeme("CTVERB", lx.text, action))
+        return self.c_event(Lexeme(kind, lx.text, value))
+
+    def c_ctverb(self, lx: Lexeme) -> Segment | None:
+        j = self.next_meaningful()
+        target = self.at(j)
+        if target is not None and target.kind == "CAMPAIGN":
+            self.i = j + 1
+            self.skip_campaign_tail()
+            return CampaignTouch(target.value, lx.value)
+        if target is not None and target.kind == "UNKNOWN":
+            after = self.at(j + 1)
+            if after is not None and after.kind == "ACTIVITY":
+                self.unknown.append(("campaign", target.text))
+                self.i = j + 2
+                return Everyone()
+        if self.neg is not None and isinstance(self.last, CampaignTouch):
+            self.i += 1
+            self.skip_campaign_tail()
+            return CampaignTouch(self.last.campaign, lx.value)
+        return None
+
+    def skip_campaign_tail(self) -> None:
+        while True:
+            nxt = self.peek()
+            if nxt is None:
+                return
+            if nxt.kind in ("ACTIVITY", "COUPONWORD") or (nxt.kind == "NOISE" and nxt.text in ("了", "过")):
+                self.i += 1
+            elif nxt.kind == "DE" and self.at(self.i + 1) is not None and self.lx[self.i + 1].kind == "COUPONWORD":
+                self.i += 2
+            else:
+                return
+
+    def c_attr(self, lx: Lexeme) -> Segment | None:
+        key: str = lx.value
+        j = self.next_meaningful(_SKIP_IN_PHRASE | {"是", "为"})
+        target = self.at(j)
+        if target is None:
+            return None
+        if target.kind == "CMP" and key in ("level", "coupon_redemption_rate"):
+            # 会员等级低于V2 / 券核销率低于0.5: the comparison word sits between name and value.
+            if self.cmp is not None:
+                return None
+            self.cmp = target
+            j = self.next_meaningful_from(j)
+            target = self.at(j)
+            if target is None:
+                return None
+        if key == "coupon_redemption_rate" and target.kind in ("NUM", "RANGE"):
+            return self.rate(j, target)
+        if key == "core_sku" and target.kind == "ITEM" and target.value.kind == "sku":
+            self.i = j + 1
+            return Tag("core_sku", eq(target.value.value))
+        if key == "guides" and target.kind == "GUIDE":
+            self.i = j + 1
+            return any_of(*(GuideHolds(g) for g in target.value))
+        if key == "guides" and target.kind in ("UNKNOWN", "UNKNOWN_GUIDE"):
+            self.unknown.append(("guide", target.text))
+            self.i = j + 1
+            return Everyone()
+        value: Any = None
+        compare: Compare | None = None
+        if key in ("preferred_category", "browse_preference"):
+            if target.kind == "ITEM" and target.value.kind == "category":
+                value = target.value.value
+            elif target.kind in ("CHANNEL", "STOREWORD") and lx.text in ("偏好", "喜欢"):
+                key = "preferred_channel"
+            elif target.kind == "UNKNOWN":
+                self.unknown.append(("category", target.text))
+                self.i = j + 1
+                return Everyone()
+        if key == "preferred_channel" and target.kind in ("CHANNEL", "STOREWORD"):
+            names = tuple(CHANNEL_NAMES[c] for c in _channels(target))
+            compare = eq(names[0]) if len(names) == 1 else Compare("in", names)
+        elif key == "preferred_store":
+            if target.kind == "STORE":
+                value = target.value
+            elif target.kind == "CITY" and self.at(j + 1) is not None and self.lx[j + 1].kind == "STOREWORD":
+                self.i = j + 2
+                return StoreCity(target.value)
+            elif target.kind == "UNKNOWN_STORE":
+                self.unknown.append(("store", target.value))
+                self.i = j + 1
+                return Everyone()
+        elif key == "source":
+            if target.kind == "SOURCE":
+                value = target.value
+            elif target.kind == "STORE":
+                value = f"store_{target.value}"
+            elif target.kind == "GUIDE" and len(target.value) == 1:
+                value = f"guide_{target.value[0]}"
+            elif target.kind == "UNKNOWN" and target.text.isascii():
+                value = target.text
+        elif key == "level" and target.kind in ("LEVEL", "LEVELRANGE"):
+            self.i = j
+            return self.c_level(target) if target.kind == "LEVEL" else self.c_levelrange(target)
+        elif key == "city" and target.kind == "CITY":
+            value = target.value
+        elif key in ("purchase_power", "wallet_depth") and (
+            target.kind == "VALUE" or (target.kind == "ZHONG" and target.text.startswith("中"))
+        ):
+            value = target.value if target.kind == "VALUE" else "中"
+        elif target.kind == "TAG" and target.value.key == key:
+            self.i = j + 1
+            return target.value  # type: ignore[no-any-return]
+        elif key == "lifecycle" and (target.text in LIFECYCLE_VALUES or target.text.rstrip("阶段") in LIFECYCLE_VALUES):
+            value = target.text.removesuffix("阶段")
+        if value is None and compare is None:
+            return None
+        self.i = j + 1
+        return Tag(key, compare or eq(value))
+
+    def next_meaningful_from(self, j: int) -> int:
+        j += 1
+        while j < len(self.lx) and self.lx[j].kind == "NOISE" and self.lx[j].text in _SKIP_IN_PHRASE:
+            j += 1
+        return j
+
+    def rate(self, j: int, target: Lexeme) -> Segment | None:
+        """券核销率低于0.5 / 低于50%: a 0..1 number."""
+        self.i = j + 1
+
+        def scaled(value: Decimal, unit: str) -> float:
+            return float(value / 100) if unit == "%" else float(value)
+
+        if target.kind == "RANGE":
+            lo, hi, unit = target.value
+            return Tag("coupon_redemption_rate", Compare("between", scaled(lo, unit), scaled(hi, unit)))
+        value, unit = target.value
+        if unit not in ("", "%"):
+            self.i = j
+            return None
+        compare = self.compare_word(scaled(value, unit))
+        return Tag("coupon_redemption_rate", compare)
+
+
+def _exclusive(before: Segment, after: Segment) -> bool:
+    if isinstance(before, Tag) and isinstance(after, Tag):
+        return (
+            before.key == after.key
+            and before.key not in LIST_TAG_KEYS
+            and before.cmp.op == after.cmp.op == "eq"
+            and before.cmp.value != after.cmp.value
+        )
+    return isinstance(before, StoreCity) and isinstance(after, StoreCity) and before != after
+
+
+def _channels(lx: Lexeme) -> tuple[str, ...]:
+    return ("pos",) if lx.kind == "STOREWORD" else tuple(lx.value)
+
+
+def _dedupe(parts: list[Segment]) -> list[Segment]:
+    seen: list[Segment] = []
+    for part in parts:
+        if isinstance(part, Everyone) and len(parts) > 1:
+            continue
+        if part not in seen:
+            seen.append(part)
+    return seen
+
+
+# ---------------------------------------------------------------------------------- public API
+
+
+def parse_segment(text: str, vocab: Vocabulary, today: date) -> Segment | NotUnderstood:
+    """Who `text` is about, as a `Segment`, or what could not be understood."""
+    lexicon = lexicon_for(vocab)
+    return _segment(normalise(text), lexicon, today, original=text)
+
+
+def _segment(clean: str, lexicon: Lexicon, today: date, original: str) -> Segment | NotUnderstood:
+    parser = _SegmentParser(lexicon.lex(clean, today), lexicon, today)
+    segment, unplaced, unknown = parser.run()
+    if (unplaced or unknown or segment is None) and lexicon.names_saved_in(clean):
+        # Words that only make sense as a saved segment's name ("春节老客中的女性"): read them so.
+        loose = lexicon.with_loose_saved_names()
+        parser = _SegmentParser(loose.lex(clean, today), loose, today)
+        segment, unplaced, unknown = parser.run()
+    if unplaced or unknown:
+        return NotUnderstood(
+            unplaced=tuple(unplaced),
+            unknown=tuple(unknown),
+            suggestions=suggest(original),
+            # `reason` is left for what `unplaced` / `unknown` cannot say (the chat answer shows
+            # those two itself, so repeating them here would print them twice).
+        )
+    if segment is None:
+        return NotUnderstood(suggestions=suggest(original), reason="没有看出要圈哪些人")
+    return segment
+
+
+def suggest(text: str, limit: int = 3) -> tuple[str, ...]:
+    """The understood example commands nearest to `text` by characters."""
+    clean = normalise(text)
+    scored = sorted(
+        ((difflib.SequenceMatcher(None, clean, example).ratio(), index) for index, example in enumerate(EXAMPLES)),
+        key=lambda pair: (-pair[0], pair[1]),
+    )
+    return tuple(EXAMPLES[index] for _score, index in scored[:limit])
+
+
+# ---------------------------------------------------------------------------------- commands
+
+_HELP = re.compile(
+    r"^(?:帮助|help|怎么用|如何使用|使用说明|说明|菜单|你能做什么|能做什么|你会什么|功能|\?+|？+|/help|h)$", re.I
+)
+_YES = frozenset({"确认", "确定", "是", "是的", "好", "好的", "发吧", "发", "发送", "可以", "行", "没问题", "ok", "对",
+                  "执行", "同意", "确认发送", "确认执行", "嗯", "好滴", "好嘞", "yes", "y", "发送吧",
+                  "确认无误"})  # fmt: skip
+_NO = frozenset({"取消", "算了", "不要了", "不要", "不用了", "不用", "否", "不", "先不发", "别发了", "不发了", "停",
+                 "no", "n", "放弃", "撤销", "不了", "先不要", "先别发", "别发"})  # fmt: skip
+_PHONE = re.compile(r"(?<!\d)(?:\+?86[-]?)?(1[3-9]\d[-]?\d{4}[-]?\d{4})(?!\d)")
+_MEMBER = re.compile(r"(?<![A-Za-z0-9])([Mm]\d{3,})(?![A-Za-z0-9])")
+_LOOKUP_LEAD = re.compile(r"^(?:请|帮我)?(?:查一下|查查|查询|查|看一下|看看)(?:会员|顾客|客户)?(.{2,14})$")
+_PORTRAIT = re.compile(r"画像|(?:^|帮我)(?:查一下|查查|查询|查|看一下|看看)")
+_LABEL_ADD = re.compile(
+    r"打上|打个|打一个|贴上|加上|标记为|标记成|标记|标上|打(?=[“\"「『][^”\"」』]+[”\"」』]标签)|打(?=\S{1,12}标签)"
+)
+_LABEL_REMOVE = re.compile(r"去掉|去除|移除|删除|删掉|取消|撕掉|拿掉")
+_LABEL_NAME = re.compile(
+    r"(?:打上|打个|打一个|贴上|加上|标记为|标记成|标记|标上|打|去掉|去除|移除|删除|删掉|取消|的)([^的§]{1,12}?)的?标签"
+)
+_QUOTED = re.compile(r"[“\"「『']([^”\"」』']{1,30})[”\"」』']")
+_SAVE_AS = re.compile(
+    r"(?:并|然后|再)?(?:保存为|保存成|另存为|存为|命名为|取名为|叫做|名字叫|保存名为|保存叫)[“\"「『]?([^”\"」』]{1,30}?)[”\"」』]?$"
+)
+_CAMPAIGN_VERB = re.compile(
+    r"(?:给|向|对)(?P<who>.+?)(?P<verb>群发|推送|发送|发放|发一张|发个|发一个|发条|发一条|发|提醒)(?P<what>.*)$"
+)
+_REPORT_WORDS = re.compile(
+    r"统计|分析|复盘|对比|比较|报表|报告|分布|占比|各渠道|各门店|各城市|销售额|转化率|核销率|销量|业绩|营业额|趋势"
+)
+_COUNT_ONLY = re.compile(r"有多少|多少人|多少个|几个人|几位|人数|数量|有几个|数一下")
+
+
+def parse_command(text: str, vocab: Vocabulary, now: datetime) -> Command:
+    """What one chat message asks for (commands.md "Families")."""
+    lexicon = lexicon_for(vocab)
+    clean = normalise(text)
+    bare = re.sub(r"[“”\"「」『』'。.!！]", "", clean)
+    if _HELP.match(bare) or _HELP.match(text.strip()):
+        return HelpCommand()
+    if bare.lower() in _YES:
+        return ReplyCommand(yes=True)
+    if bare.lower() in _NO:
+        return ReplyCommand(yes=False)
+    today = local_now(now).date()
+    masked = _QUOTED.sub("§", clean)  # words inside quotes are content, never commands
+    if ("标签" in masked or "§" in masked) and (_LABEL_ADD.search(masked) or _LABEL_REMOVE.search(masked)):
+        if "标签" in masked or re.search(r"标记|打上|标成|标为", masked):
+            return _label_command(clean, lexicon, today, text)
+    if _CAMPAIGN_VERB.search(masked) and not _REPORT_WORDS.search(masked):
+        return _campaign_command(clean, lexicon, now, text)
+    if _REPORT_WORDS.search(clean) or (re.search(r"生命周期|rfm", clean, re.I) and not re.search(r"圈|找|筛", clean)):
+        report = _report_command(clean, lexicon, today, text)
+        if report is not None:
+            return report
+    person = _person(clean, lexicon)
+    if person is not None and (_PORTRAIT.search(clean) or person.phone or person.member_id):
+        return PortraitCommand(person)
+    save_as = None
+    match = _SAVE_AS.search(clean)
+    if match:
+        save_as = match.group(1)
+        clean = clean[: match.start()]
+    count_only = bool(_COUNT_ONLY.search(clean))
+    segment = _segment(clean, lexicon, today, original=text)
+    if isinstance(segment, NotUnderstood):
+        # 查一下张三: a person's name after a look-up word (nothing a segment could use).
+        lead = _LOOKUP_LEAD.match(clean)
+        if lead and not segment.unknown:
+            person = _person(lead.group(1) + "画像", lexicon)
+            if person is not None:
+                return PortraitCommand(person)
+        return segment
+    return SegmentCommand(segment, count_only=count_only, save_as=save_as)
+
+
+def _person(clean: str, lexicon: Lexicon) -> PersonRef | None:
+    phone = _PHONE.search(clean)
+    if phone:
+        return PersonRef(phone=phone.group(1).replace("-", ""))
+    member = _MEMBER.search(clean)
+    if member:
+        return PersonRef(member_id=member.group(1).upper())
+    if "画像" not in clean:
+        return None
+    rest = re.sub(r"画像|查一下|查查|查询|看一下|看看|查|帮我|的|一下|请", " ", clean)
+    store_id = None
+    for name in sorted(lexicon.store_names, key=len, reverse=True):
+        if name and name in rest:
+            store_id = lexicon.store_names[name]
+            rest = rest.replace(name, " ")
+            break
+    if store_id is None:
+        found = re.search(r"(?:门店)?([A-Za-z]+\d+)(?:门店|店)?", rest)
+        if found and found.group(1).lower() in lexicon.store_ids:
+            store_id = lexicon.store_ids[found.group(1).lower()]
+            rest = rest.replace(found.group(0), " ")
+    names = [w for w in rest.split() if re.fullmatch(r"[\u4e00-\u9fff·]{2,5}", w)]
+    if len(names) != 1:
+        return None
+    return PersonRef(name=names[0], store_id=store_id)
+
+
+def _label_command(clean: str, lexicon: Lexicon, today: date, original: str) -> Command:
+    remove = bool(_LABEL_REMOVE.search(clean)) and not re.search(r"打上|贴上|加上|标记", clean)
+    quoted = _QUOTED.search(clean)
+    label = None
+    body = clean
+    if quoted:
+        label = quoted.group(1)
+        body = body[: quoted.start()] + "§" + body[quoted.end() :]
+    else:
+        for name in sorted(lexicon.vocab.labels, key=len, reverse=True):
+            match = re.search(re.escape(name) + r"(?=的?标签)", body)
+            if match:
+                label = name
+                body = body[: match.start()] + "§" + body[match.end() :]
+                break
+        if label is None:
+            match = _LABEL_NAME.search(body)
+            if match:
+                label = match.group(1).strip('“”"「」')
+                body = body[: match.start(1)] + "§" + body[match.end(1) :]
+    if not label:
+        return NotUnderstood(unplaced=(clean,), suggestions=suggest(original), reason="没有看出是哪个标签")
+    # The target: everything but the verb, the label and the grammar words.
+    target = re.sub(
+        r"^(?:请|帮我|麻烦)?(?:把|给|将|为|对)?|(?:打上|打个|打一个|贴上|加上|标记为|标记成|标记|标上|打|去掉|去除|移除|"
+        r"删除|删掉|取消|撕掉|拿掉)|(?:都|统一|全部)|的?标签|§|[“”\"「」]",
+        "",
+        body,
+    )
+    target = re.sub(r"(?:的|为|成)$", "", target).strip()
+    person = _person(target, lexicon)
+    if person is not None and (person.phone or person.member_id):
+        return LabelCommand(label=label, add=not remove, person=person)
+    if not target:
+        return NotUnderstood(unplaced=(), suggestions=suggest(original), reason="没有看出要给谁打标签")
+    segment = _segment(target, lexicon, today, original=original)
+    if isinstance(segment, NotUnderstood):
+        return segment
+    return LabelCommand(label=label, add=not remove, segment=segment)
+
+
+_CONTENT_LEAD = re.compile(r"^(?:一张|一条|一个|个|张|条|消息|内容|说|通知|提醒)+[:：]?")
+_COUPON_CASH = re.compile(rf"(?P<v>{NUMBER})(?:元|块)(?:钱)?的?(?P<free>无门槛)?(?:现金|代金|优惠)?券")
+_COUPON_FULL = re.compile(rf"满(?P<t>{NUMBER})(?:元|块)?减(?P<v>{NUMBER})(?:元|块)?(?:的)?(?:优惠)?券?")
+_COUPON_DISCOUNT = re.compile(rf"(?P<v>{NUMBER}|\d+(?:\.\d+)?)折(?:优惠)?券")
+
+
+def _send_time(text: str, now: datetime) -> tuple[datetime, tuple[int, int]] | None:
+    """The send time of a campaign: a phrase with a clock time wins over a bare day word (今天买过的
+    会员明天10点发… sends tomorrow at 10); otherwise the last day word."""
+    candidates: list[tuple[bool, int, int]] = []
+    for match in SEND_TIME_RE.finditer(text):
+        g = match.groupdict()
+        if g["h"] is None and g["day"] is None and g["hours"] is None:
+            continue
+        candidates.append((g["h"] is not None or g["hours"] is not None, match.start(), match.end()))
+    if not candidates:
+        return None
+    clocked = [c for c in candidates if c[0]]
+    _has_clock, start, end = clocked[0] if clocked else candidates[-1]
+    found = find_send_time(text[start:end], now)
+    return (found[0], (start, end)) if found else None
+
+
+def _campaign_command(clean: str, lexicon: Lexicon, now: datetime, original: str) -> Command:
+    quoted = _QUOTED.search(clean)
+    masked = clean[: quoted.start()] + "§" + clean[quoted.end() :] if quoted else clean
+    send_at = None
+    try:
+        found = _send_time(masked, now)
+    except SendTimeError as exc:
+        return NotUnderstood(unplaced=(), suggestions=suggest(original), reason=f"发送时间不对：{exc}")
+    if found is not None:
+        send_at, (start, end) = found
+        masked = masked[:start] + masked[end:]
+    match = _CAMPAIGN_VERB.search(masked)
+    if match is None:
+        return NotUnderstood(unplaced=(), suggestions=suggest(original), reason="没有看出要给谁发什么")
+    who, what = match.group("who"), match.group("what")
+    channel: Any = "any"
+    for words, value in ((r"企微|企业微信|私聊|一对一", "wecom"), (r"公众号|服务号|模板消息", "oa")):
+        if re.search(words, who + what):
+            channel = value
+            who = re.sub(r"(?:通过|用|在)?(?:" + words + r")(?:上|里)?", "", who)
+            what = re.sub(r"(?:通过|用|在)?(?:" + words + r")(?:上|里)?", "", what)
+    who = re.sub(r"(?:都|统一|分别|一起)$", "", who)
+    coupon = None
+    content = what
+    for card_id, name in lexicon.vocab.coupons:
+        if name and normalise(name) in what:
+            coupon = CouponOffer(card_id=card_id)
+            content = what.replace(normalise(name), "")
+            break
+    if coupon is None:
+        cash = _COUPON_CASH.search(what)
+        full = _COUPON_FULL.search(what)
+        discount = _COUPON_DISCOUNT.search(what)
+        if full:
+            off, threshold = parse_number(full.group("v")), parse_number(full.group("t"))
+            if off is not None and threshold is not None:
+                coupon = CouponOffer(kind="cash", value=float(to_fen(off)), threshold_fen=to_fen(threshold))
+                content = what.replace(full.group(0), "")
+        elif cash:
+            off = parse_number(cash.group("v"))
+            if off is not None:
+                coupon = CouponOffer(kind="cash", value=float(to_fen(off)), threshold_fen=0)
+                content = what.replace(cash.group(0), "")
+        elif discount:
+            rate = parse_number(discount.group("v"))
+            if rate is not None and 0 < rate < 10:
+                coupon = CouponOffer(kind="discount", value=float((10 - rate) * 10))
+                content = what.replace(discount.group(0), "")
+    if quoted and "§" in what:
+        content = quoted.group(1)
+    else:
+        content = _CONTENT_LEAD.sub("", content.replace("§", ""))
+        # The message as typed (punctuation kept): after 消息： / 内容： in the original text.
+        typed = re.search(r"(?:消息|内容|通知|说)\s*[:：]\s*(.+)$", unicodedata.normalize("NFKC", original).strip())
+        if typed and content:
+            content = typed.group(1).strip()
+    content = content.strip(" ：:，,")
+    if coupon is None and not content:
+        return NotUnderstood(unplaced=(), suggestions=suggest(original), reason="没有看出要发什么")
+    segment = _segment(who, lexicon, local_now(now).date(), original=original)
+    if isinstance(segment, NotUnderstood):
+        return segment
+    return CampaignCommand(segment=segment, channel=channel, content=content, coupon=coupon, send_at=send_at)
+
+
+_MEASURES: tuple[tuple[str, ReportMeasure], ...] = (
+    (r"销售额|销售|营业额|业绩|gmv|成交额|销量", "sales"),
+    (r"订单数|订单量|单量|订单", "orders"),
+    (r"人数|客户数|顾客数|会员数|客流", "customers"),
+    (r"转化率|转化", "conversion"),
+    (r"核销率|核销", "redemption"),
+    (r"客单价", "aov"),
+)
+_DIMENSIONS: tuple[tuple[str, ReportDimension], ...] = (
+    (r"(?:各|分|按|每个)渠道|渠道(?:分布|对比)", "channel"),
+    (r"(?:各|分|按|每个|每家)门店|门店(?:分布|对比|排名)", "store"),
+    (r"(?:各|分|按|每个)城市|城市(?:分布|对比)", "city"),
+    (r"生命周期", "lifecycle"),
+    (r"rfm", "rfm"),
+    (r"(?:各|分|按|每个)品类|品类(?:分布|对比)", "category"),
+)
+
+
+def _report_command(clean: str, lexicon: Lexicon, today: date, original: str) -> Command | None:
+    lowered = clean.lower()
+    measures = tuple(dict.fromkeys(m for pattern, m in _MEASURES if re.search(pattern, lowered)))
+    by = next((d for pattern, d in _DIMENSIONS if re.search(pattern, lowered)), None)
+    campaign = None
+    festival = re.search(r"(双11|双十一|618|六一八|双12|双十二)(?:大促)?活动", clean)
+    if festival:
+        campaign = {"双十一": "双11", "六一八": "618", "双十二": "双12"}.get(festival.group(1), festival.group(1))
+    for name in sorted(lexicon.vocab.campaigns, key=len, reverse=True):
+        if name and name in clean:
+            campaign = name
+            break
+    window = None
+    for match in WINDOW_RE.finditer(clean):
+        if festival and match.start() >= festival.start() and match.end() <= festival.end():
+            continue
+        window = window_of(match, today)
+        if window is not None:
+            break
+    if not measures and by in ("lifecycle", "rfm"):
+        measures = ("customers",)
+    if not measures and by is None and campaign is None:
+        return None
+    return ReportCommand(measures=measures or ("sales",), by=by, window=window, campaign=campaign)

@@ -1,0 +1,315 @@
+"""Chat commands through the assistant (the path of WeCom and of `qianmian ask`), on the sample
+retailer, on SQLite and PostgreSQL: roles, previews and confirmations (and their time limit),
+saved segments, not-understood answers, portraits, reports, the audit. Expected people come from
+the spec authors' expected_profiles.jsonl or straight from the CSV files, never from our code."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from bot import texts
+from bot.chat.engine import Assistant
+from bot.chat.reply import Reply, audit
+from bot.portrait_links import PortraitLinks
+from bot.settings import Settings
+from profile_store.db import Database
+from profile_store.identity import IdentityGraph
+from profile_store.importer import import_dir
+from profile_store.pii import PiiVault
+from profile_store.tagging.refresh import refresh_all
+from tests.conftest import SAMPLE_DIR, TEST_SECRET, _pg_admin, _pg_url
+
+T = date(2026, 11, 1)
+VAULT = PiiVault(TEST_SECRET)
+NOON = datetime(2026, 11, 1, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai on T
+
+
+def expected_profiles() -> list[dict[str, Any]]:
+    with (SAMPLE_DIR / "expected_profiles.jsonl").open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def sample_rows(name: str) -> list[dict[str, str]]:
+    with (SAMPLE_DIR / "data" / f"{name}.csv").open(encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def sample_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, pg_template: str | None
+) -> Iterator[str]:
+    """The sample imported and tagged as of T, once per back-end for the module (tests use their
+    own staff members and labels, so they do not disturb each other)."""
+    folder = tmp_path_factory.mktemp("chat")
+    if request.param == "sqlite":
+        url = f"sqlite:///{folder / 'chat.db'}"
+    else:
+        if pg_template is None:
+            pytest.skip("QIANMIAN_TEST_PG not set")
+        name = f"qm_chat_{uuid.uuid4().hex[:10]}"
+        asyncio.run(_pg_admin(f"CREATE DATABASE {name} TEMPLATE {pg_template}"))
+        url = _pg_url(name)
+
+    async def build() -> None:
+        db = Database(url)
+        await db.migrate()
+        shutil.copytree(SAMPLE_DIR / "data", folder / "data")
+        await import_dir(db, folder / "data", VAULT)
+        await refresh_all(db, T)
+        await db.dispose()
+
+    asyncio.run(build())
+    yield url
+    if request.param == "postgresql":
+        asyncio.run(_pg_admin(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)"))
+
+
+@dataclass
+class Chat:
+    db: Database
+    assistant: Assistant
+    settings: Settings
+    notices: list[str]
+
+    async def say(self, userid: str, words: str) -> Reply:
+        async def working(notice: str) -> None:
+            self.notices.append(notice)
+
+        reply = await self.assistant.answer(userid, words, now=NOON, as_of=T, progress=working)
+        async with self.db.transaction() as session:
+            await audit(session, userid, words, reply)
+        return reply
+
+    async def rows(self, sql: str, **params: Any) -> list[Any]:
+        async with self.db.transaction() as session:
+            return list((await session.execute(text(sql), params)).all())
+
+
+def make_chat(url: str, tmp_path: Path, **extra: Any) -> Chat:
+    settings = Settings(
+        DATABASE_URL=url, QIANMIAN_SECRET_KEY=TEST_SECRET, QIANMIAN_MEDIA_DIR=str(tmp_path / "media"), **extra
+    )  # type: ignore[call-arg]
+    db = Database(url)
+    links = PortraitLinks(TEST_SECRET, "http://127.0.0.1:8080")
+    return Chat(db, Assistant(db, IdentityGraph(VAULT), settings, links), settings, [])
+
+
+@pytest.fixture
+async def chat(sample_url: str, tmp_path: Path) -> Any:
+    made = make_chat(sample_url, tmp_path)
+    yield made
+    await made.db.dispose()
+
+
+# ---------------------------------------------------------------------------------- roles
+
+
+def held_by(guide: str) -> list[dict[str, Any]]:
+    return [p for p in expected_profiles() if guide in p["tags"].get("guides", [])]
+
+
+async def test_each_role_segments_within_its_customers(chat: Chat) -> None:
+    members = [p for p in expected_profiles() if p["tags"].get("is_member") == "是"]
+    marketer = await chat.say("MKT01", "圈选会员")
+    assert (marketer.family, marketer.outcome, marketer.size) == ("segment", "done", len(members))
+
+    guide = "GS0091"  # a guide (role guide) holding two members
+    mine = [p for p in held_by(guide) if p["tags"].get("is_member") == "是"]
+    assert mine, "the sample gives GS0091 member contacts"
+    answer = await chat.say(guide, "圈选会员")
+    assert answer.size == len(mine) and texts.CHAT_SCOPE_GUIDE in answer.text
+
+    staff_s001 = {g["guide_id"] for g in sample_rows("guides") if g["store_id"] == "S001"}
+    store = [
+        p
+        for p in members
+        if p["tags"].get("preferred_store") == "S001" or staff_s001 & set(p["tags"].get("guides", []))
+    ]
+    manager = await chat.say("GS0010", "圈选会员")
+    assert manager.size == len(store) and "上海一店" in manager.text
+
+    stranger = await chat.say("nobody", "圈选会员")
+    assert (stranger.outcome, stranger.text) == ("refused", texts.CHAT_UNKNOWN_STAFF)
+
+
+async def test_samples_are_masked_and_the_reading_is_shown(chat: Chat) -> None:
+    answer = await chat.say("MKT01", "圈选上海的高价值会员")
+    expected = [
+        p
+        for p in expected_profiles()
+        if p["tags"].get("city") == "上海"
+        and p["tags"].get("lifecycle") == "忠诚"
+        and p["tags"].get("is_member") == "是"
+    ]
+    assert answer.size == len(expected) == 40
+    assert answer.text.startswith(texts.CHAT_READING.format(reading=answer.reading))
+    assert "上海" in answer.reading and "忠诚" in answer.reading
+    phones = {ph for p in expected for ph in p["identities"].get("phone", [])}
+    assert not any(ph in answer.text for ph in phones)  # phones masked
+    assert "****" in answer.text
+
+
+async def test_a_contradiction_is_answered_with_zero_and_why(chat: Chat) -> None:
+    answer = await chat.say("MKT01", "圈选近90天消费2次以上且客单价高于300元的沉睡会员")
+    assert answer.size == 0 and texts.CHAT_CONTRADICTION_DORMANT in answer.text
+
+
+# ---------------------------------------------------------------------------------- labels: preview, confirm
+
+
+async def test_labels_need_a_marketer_a_preview_and_a_confirmation(chat: Chat) -> None:
+    refused = await chat.say("GS0011", "把领券未核销的人打上“券客A”标签")
+    assert (refused.family, refused.outcome) == ("tag", "refused")
+
+    outstanding = [p for p in expected_profiles() if p["tags"].get("coupon_outstanding") == "是"]
+    preview = await chat.say("MKT01", "把领券未核销的人打上“券客A”标签")
+    assert len(outstanding) == 14
+    assert (preview.outcome, preview.size) == ("preview", 14)
+    assert await chat.rows("SELECT * FROM person_label WHERE label = '券客A'") == []  # nothing yet
+
+    done = await chat.say("MKT01", "确认")
+    assert (done.family, done.outcome, done.size) == ("tag", "done", 14)
+    assert len(await chat.rows("SELECT person_id FROM person_label WHERE label = '券客A'")) == 14
+    assert len(await chat.rows("SELECT * FROM label_log WHERE label = '券客A' AND action = 'add'")) == 14
+
+    again = await chat.say("MKT01", "确认")  # nothing pending any more
+    assert (again.outcome, again.text) == ("refused", texts.CHAT_NO_PENDING)
+
+    # The label is now a word of the vocabulary: a segment over it, then taking it off again.
+    labelled = await chat.say("MKT01", "圈选有券客A标签的人")
+    assert labelled.size == 14, labelled.text
+    await chat.say("MKT01", "去掉领券未核销的人的券客A标签")
+    removed = await chat.say("MKT01", "确认")
+    assert (removed.outcome, removed.size) == ("done", 14)
+    assert await chat.rows("SELECT * FROM person_label WHERE label = '券客A'") == []
+
+
+async def test_cancel_and_lapse(sample_url: str, tmp_path: Path) -> None:
+    chat = make_chat(sample_url, tmp_path, QIANMIAN_CONFIRM_MINUTES=0.002)  # 0.12 s
+    try:
+        await chat.say("ADMIN", "把沉睡会员打上“唤醒B”标签")
+        cancelled = await chat.say("ADMIN", "取消")
+        assert cancelled.text == texts.CHAT_CANCELLED
+        await chat.say("ADMIN", "把沉睡会员打上“唤醒B”标签")
+        await asyncio.sleep(0.3)
+        lapsed = await chat.say("ADMIN", "确认")
+        assert lapsed.outcome == "refused" and "已作废" in lapsed.text
+        assert await chat.rows("SELECT * FROM person_label WHERE label = '唤醒B'") == []
+    finally:
+        await chat.db.dispose()
+
+
+# ---------------------------------------------------------------------------------- saved segments
+
+
+async def test_the_last_segment_and_named_segments_are_reused(chat: Chat) -> None:
+    first = await chat.say("MKT01", "圈选上海的高价值会员")
+    assert "上海的高价值会员" in first.text  # saved under its own words
+    again = await chat.say("MKT01", "给刚才那批人打上“沪忠C”标签")
+    assert (again.outcome, again.size) == ("preview", first.size)
+    await chat.say("MKT01", "取消")
+    named = await chat.say("MKT01", "把上海的高价值会员这个人群打上“沪忠C”标签")
+    assert (named.outcome, named.size) == ("preview", first.size)
+    await chat.say("MKT01", "取消")
+    nothing = await chat.say("ADMIN", "给刚才那批人打上“沪忠C”标签")  # ADMIN has no last segment
+    assert nothing.outcome == "refused" and nothing.text == texts.CHAT_NO_LAST_SEGMENT
+
+
+# ---------------------------------------------------------------------------------- not understood
+
+
+async def test_words_it_cannot_place_are_named_never_guessed(chat: Chat) -> None:
+    answer = await chat.say("MKT01", "圈选喜欢火星旅行的会员")
+    assert answer.outcome == "not_understood" and answer.size is None
+    assert texts.CHAT_NOT_UNDERSTOOD in answer.text and "可以这样说" in answer.text
+    unknown = await chat.say("MKT01", "门店S099的会员有多少")
+    assert unknown.outcome == "not_understood" and "没有名为“S099”的门店" in unknown.text
+    helped = await chat.say("GS0011", "帮助")
+    assert helped.family == "help" and "圈" in helped.text
+
+
+# ---------------------------------------------------------------------------------- portraits
+
+
+async def test_portrait_by_phone_is_masked_and_guarded(chat: Chat) -> None:
+    person = next(p for p in held_by("GS0091") if p["identities"].get("phone"))
+    phone = person["identities"]["phone"][0]
+    shown = await chat.say("MKT01", f"查一下{phone}")
+    assert shown.outcome == "done", shown.text
+    assert phone not in shown.text and f"{phone[:3]}****{phone[-4:]}" in shown.text
+    assert "/p/" in shown.text  # a signed link to the page
+    own = await chat.say("GS0091", f"查一下{phone}")
+    assert own.outcome == "done"
+    other_guide = next(
+        g["guide_id"]
+        for g in sample_rows("guides")
+        if g["role"] == "guide"
+        and g["guide_id"] not in person["tags"].get("guides", [])
+        and g["store_id"] != person["tags"].get("preferred_store")
+    )
+    denied = await chat.say(other_guide, f"查一下{phone}")
+    assert (denied.outcome, denied.text) == ("refused", texts.CHAT_PORTRAIT_DENIED)
+    missing = await chat.say("MKT01", "查一下13900000000")
+    assert missing.outcome == "failed"
+
+
+# ---------------------------------------------------------------------------------- reports
+
+
+async def test_sales_by_channel_last_month_with_a_chart(chat: Chat) -> None:
+    answer = await chat.say("MKT01", "对比一下各渠道上个月的销售额")
+    assert (answer.family, answer.outcome) == ("report", "done"), answer.text
+    assert answer.image_path and Path(answer.image_path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    sums: dict[str, int] = {}
+    for order in sample_rows("orders"):
+        if order["status"] == "paid" and order["paid_at"][:7] == "2026-10":
+            cents = round(float(order["amount"]) * 100)
+            sums[order["channel"]] = sums.get(order["channel"], 0) + cents
+    assert sums, "the sample has October orders"
+    for cents in sums.values():
+        assert f"{cents / 100:,.2f}" in answer.text or f"{cents / 100:.2f}" in answer.text, answer.text
+
+
+# ---------------------------------------------------------------------------------- campaigns, notices, audit
+
+
+async def test_campaign_commands_are_drafts(chat: Chat) -> None:
+    refused = await chat.say("GS0011", "给上海门店的价格导向会员下周一上午10点发30元无门槛券")
+    assert refused.outcome == "refused"
+    draft = await chat.say("MKT01", "给上海门店的价格导向会员下周一上午10点发30元无门槛券")
+    assert (draft.family, draft.outcome, draft.size) == ("campaign", "preview", 12), draft.text
+    assert "2026-11-02 10:00" in draft.text and "30元无门槛券" in draft.text
+    sent = await chat.say("MKT01", "确认")
+    assert sent.text == texts.CHAT_CAMPAIGN_NOT_YET
+
+
+async def test_long_work_sends_a_notice_first(sample_url: str, tmp_path: Path) -> None:
+    chat = make_chat(sample_url, tmp_path, QIANMIAN_WORKING_NOTICE_SECONDS=0)
+    try:
+        await chat.say("MKT01", "圈选近90天消费2次以上的会员")
+        assert chat.notices == [texts.CHAT_WORKING]
+    finally:
+        await chat.db.dispose()
+
+
+async def test_every_command_is_audited(chat: Chat) -> None:
+    await chat.say("GS0051", "圈选上海的高价值会员")
+    await chat.say("GS0051", "火星")
+    rows = await chat.rows(
+        "SELECT userid, text, family, outcome, reading, result_size FROM command_log"
+        " WHERE userid = 'GS0051' ORDER BY id"
+    )
+    assert [(r.family, r.outcome) for r in rows] == [("segment", "done"), ("unknown", "not_understood")]
+    assert rows[0].text == "圈选上海的高价值会员" and "忠诚" in rows[0].reading and rows[0].result_size is not None

@@ -500,3 +500,69 @@ class ChatState(SQLModel, table=True):
     pending: str | None = Field(default=None, sa_column=Column(Text))  # JSON of the action
     pending_expires_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     updated_at: datetime = Field(default_factory=_utcnow)
+
+
+# ---------------------------------------------------------------- campaigns and journeys (issue 6)
+
+
+class Campaign(SQLModel, table=True):
+    """A campaign (or a journey: `kind`), from a command or the CLI. What it says to whom is
+    decided per person by `variants` (千人千面); `waves` resend to those who have not bought."""
+
+    __tablename__ = "campaign"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    kind: str = "campaign"  # campaign | journey
+    segment: str = Field(sa_column=Column(Text, nullable=False))  # nlp.segment.to_json
+    reading: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    # JSON list of variants, first match wins: {"name", "when": segment JSON or null (everyone
+    # left), "content", "coupon": {"card_id", "kind", "value", "threshold_fen"} or null}
+    variants: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    channel: str = "any"  # any | wecom | oa | sms: the channels a person may be reached by
+    # JSON list of waves: {"wave": 0, "after_days": 0, "only_not_bought": false}
+    waves: str = Field(default='[{"wave": 0, "after_days": 0, "only_not_bought": false}]', sa_column=Column(Text))
+    send_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    control_pct: float = 10.0  # share of the targeted held out (stable hash of person and campaign)
+    attribution_days: int = 7
+    status: str = Field(default="draft", index=True)  # draft | scheduled | running | paused | cancelled | done
+    created_by: str = ""
+    created_at: datetime = Field(default_factory=_utcnow)
+    confirmed_by: str = ""
+    confirmed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class CampaignTarget(SQLModel, table=True):
+    """One planned marketing message: (campaign, wave, person) — the durable outbox of marketing.
+    Rows held back keep their reason (`outcome` control / capped / opted_out / unreachable), so
+    targeted = sent + capped + opted-out + control + unreachable can be shown and checked."""
+
+    __tablename__ = "campaign_target"
+    __table_args__ = (
+        Index("ix_campaign_target_due", "outcome", "due_at"),
+        Index("ix_campaign_target_person_sent", "person_id", "sent_at"),
+    )
+    campaign_id: int = Field(primary_key=True)
+    wave: int = Field(default=0, primary_key=True)
+    person_id: str = Field(primary_key=True)
+    variant: str = ""
+    channel: str = ""  # wecom | oa_template | oa_custom | sms | "" (none)
+    guide_id: str = ""  # the guide a WeCom message goes through
+    store_id: str = ""  # the person's preferred store when planned (effect by store)
+    # planned | control | capped | opted_out | unreachable | sent | delivered | failed | expired
+    outcome: str = "planned"
+    due_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    claimed_until: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    attempts: int = 0
+    sent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    delivered_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    last_error: str = ""
+
+
+class OptOut(SQLModel, table=True):
+    """A customer who said 退订 / TD, or unfollowed: nothing more through that channel, for good."""
+
+    __tablename__ = "opt_out"
+    person_id: str = Field(primary_key=True)
+    channel: str = Field(primary_key=True)  # wecom | oa | sms | all
+    at: datetime = Field(default_factory=_utcnow)
+    reason: str = ""  # 退订 | TD | unsubscribe | …

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import statistics
 import sys
 import tempfile
@@ -428,7 +430,11 @@ async def main() -> int:
     parser.add_argument("--persons", type=int, default=1_000_000)
     parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--seed", type=int, default=20261101)
-    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:55432/postgres", help="admin URL")
+    parser.add_argument(
+        "--pg", default=os.environ.get("QIANMIAN_BENCH_PG", "postgresql://postgres@127.0.0.1:55432/postgres"),
+        help="admin URL (default: QIANMIAN_BENCH_PG, as bench/run sets it)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file (bench/run)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     parser.add_argument("--reuse", action="store_true", help="reuse a kept database (no load)")
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of each query")
@@ -456,6 +462,8 @@ async def main() -> int:
         print(
             f"summary: slowest compiled median {slowest:.3f} s, worst ratio compiled/hand {worst:.2f}, same sets: {ok}"
         )
+        if args.json is not None:
+            args.json.write_text(json.dumps({"persons": args.persons, "database": args.database, "cases": results}))
     finally:
         await db.dispose()
         if not args.keep:

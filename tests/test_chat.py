@@ -265,6 +265,19 @@ async def test_portrait_by_phone_is_masked_and_guarded(chat: Chat) -> None:
     assert missing.outcome == "failed"
 
 
+async def test_portrait_by_member_id_and_by_name_and_store(chat: Chat) -> None:
+    # Two members of the sample are called 王秀英 (members.csv): the name alone is ambiguous.
+    namesakes = [m for m in sample_rows("members") if m["name"] == "王秀英"]
+    assert len(namesakes) == 2 and namesakes[0]["register_store_id"] != namesakes[1]["register_store_id"]
+    by_id = await chat.say("MKT01", "查会员M000007")
+    assert by_id.outcome == "done" and "王*" in by_id.text and "王秀英" not in by_id.text
+    several = await chat.say("MKT01", "查一下王秀英")
+    assert several.outcome == "failed" and "2 位顾客" in several.text
+    store = next(s["name"] for s in sample_rows("stores") if s["store_id"] == "S006")
+    one = await chat.say("MKT01", f"看一下{store}的王秀英的画像")
+    assert one.outcome == "done" and one.text.split("\n")[0] == by_id.text.split("\n")[0]
+
+
 # ---------------------------------------------------------------------------------- reports
 
 

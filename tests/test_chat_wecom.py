@@ -4,8 +4,10 @@ notice, the audit, and a callback processed twice answering once."""
 
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
@@ -67,3 +69,30 @@ async def test_long_work_says_so_first(
     # The notice is queued (and the sender woken) while the work runs, before the answer exists.
     assert len(said) == 2 and texts.CHAT_WORKING in said
     assert any(s.startswith(texts.CHAT_READING.format(reading="")) for s in said)
+
+
+async def test_a_report_comes_with_its_chart_as_a_wecom_picture(
+    db: Database, db_url: str, sim: TencentSimulator, aiohttp_client: Any, tmp_path: Path
+) -> None:
+    bot = await start(db, db_url, sim, aiohttp_client, tmp_path)
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    last_month = (today.replace(day=1) - timedelta(days=1)).replace(day=15)
+    async with db.transaction() as session:
+        for order_id, channel, fen in (("O1", "pos", 12_345), ("O2", "miniapp", 6_789), ("O3", "pos", 100)):
+            await session.execute(
+                text(
+                    "INSERT INTO orders (order_id, channel, store_id, paid_at, amount_fen, coupon_code, status)"
+                    " VALUES (:o, :c, 'S001', :at, :fen, '', 'paid')"
+                ),
+                {"o": order_id, "c": channel, "at": datetime.combine(last_month, time(15)), "fen": fen},
+            )
+    await say(bot, "MKT01", "对比一下各渠道上个月的销售额", "7201")
+    await answered(bot)
+    kinds = sorted(m.msgtype for m in messages_to(bot, "MKT01"))
+    assert kinds == ["image", "text"]
+    [image] = [m for m in messages_to(bot, "MKT01") if m.msgtype == "image"]
+    _kind, upload, _at = bot.sim.wecom.media[image.body["image"]["media_id"]]
+    assert upload.data[:8] == b"\x89PNG\r\n\x1a\n"
+    [said] = [m.body["text"]["content"] for m in messages_to(bot, "MKT01") if m.msgtype == "text"]
+    assert "124.45" in said and "67.89" in said  # pos 123.45 + 1.00; miniapp 67.89
+    assert await audit(bot) == [("MKT01", "report", "done")]

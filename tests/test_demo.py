@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bot import texts
 from bot.demo import run_demo
 
 
@@ -40,3 +41,12 @@ async def test_demo_plays_the_story_and_shows_no_phone(tmp_path: Path) -> None:
     assert outcome.member_portrait.startswith("【顾客画像】") and "建议话术" in outcome.member_portrait
     assert "企微好友" in printed or "所属导购" in printed
     assert outcome.corp_tags_sent >= 1 and outcome.member_corp_tags and "爱穿裙子" in outcome.member_corp_tags
+    # Scene 8: the marketer's Chinese commands, answered in WeCom.
+    answers = dict(outcome.chat_answers or [])
+    assert set(answers) == set(texts.DEMO_CHAT_COMMANDS)
+    for command in texts.DEMO_CHAT_COMMANDS[:3]:
+        assert any(a.startswith("我理解为：") for a in answers[command]), (command, answers[command])
+    assert any("已给" in a and "高潜客" in a for a in answers["确认"])  # the label, after the preview
+    assert texts.DEMO_CHAT_PICTURE in answers["对比一下各渠道上个月的销售额"]
+    assert any("营销草稿" in a for a in answers["给上海门店的价格导向会员下周一上午10点发30元无门槛券"])
+    assert any("没能理解" in a or "没有完全听懂" in a for a in answers["圈选喜欢火星的会员"])

@@ -71,7 +71,8 @@ class Scope:
     """Whom a staff member may work with: `segment` None means everyone."""
 
     segment: seg.Segment | None
-    note: str = ""
+    note: str = ""  # said after a segment's reading
+    report_note: str = ""  # said after a report's figures
 
 
 class Assistant:
@@ -198,8 +199,9 @@ class _Context:
             return Scope(
                 seg.any_of(seg.Tag("preferred_store", seg.eq(self.asker.store_id)), *held),
                 texts.CHAT_SCOPE_MANAGER.format(store=name),
+                texts.CHAT_REPORT_SCOPE_MANAGER.format(store=name),
             )
-        return Scope(seg.GuideHolds(self.asker.guide_id), texts.CHAT_SCOPE_GUIDE)
+        return Scope(seg.GuideHolds(self.asker.guide_id), texts.CHAT_SCOPE_GUIDE, texts.CHAT_REPORT_SCOPE_GUIDE)
 
     async def resolve(self, tree: seg.Segment) -> seg.Segment | Reply:
         """`Saved` references replaced by the saved trees (刚才那批人 = the asker's last one)."""
@@ -461,7 +463,7 @@ class _Context:
         async with self.a.db.read() as session:
             relation = await profile_relation(session, self.today) if self.explicit else "profile"
             figures = await report(session, command, self.today, profile=relation, members=among)
-        text = render_text(figures) + (scope.note if scope.segment is not None else "")
+        text = render_text(figures) + scope.report_note
         image: str | None = None
         if getattr(figures, "rows", None):
             png = render_chart(figures)
@@ -523,14 +525,16 @@ def _substitute(tree: seg.Segment, found: dict[str, seg.Segment]) -> seg.Segment
     return tree
 
 
-_COMMAND_WORDS = re.compile(r"^(?:请|帮我|帮忙)?(?:圈选|筛选|找出|找一下|看看|看一下|查一下|查询|统计一下)?")
-_QUESTION_WORDS = re.compile(r"(?:有多少人?|有哪些人?|是哪些人?|的人数|多少人)[?？。!！]*$")
+_COMMAND_WORDS = re.compile(
+    r"^(?:请|帮我|帮忙|给我)?(?:圈选|圈出|筛选|找出|找一下|拉一下|看看|看一下|查一下|查询|统计一下)?(?:一下)?"
+)
+_QUESTION_WORDS = re.compile(r"有多少人?|有几个人?|有哪些人?|是哪些人?|的人数|多少人|的名单|名单")
 
 
 def segment_name(text: str) -> str:
-    """A name for a segment from its words: "圈选上海的忠诚会员有多少" → "上海的忠诚会员"."""
+    """A name for a segment from its words: "看看上海有多少高价值会员" → "上海高价值会员"."""
     name = _COMMAND_WORDS.sub("", text.strip())
-    name = _QUESTION_WORDS.sub("", name).strip(" ，,。.!！?？")
+    name = _QUESTION_WORDS.sub("", name).strip(" ，,。.!！?？的")
     return (name or text.strip())[:30]
 
 

@@ -357,10 +357,11 @@ SEGMENT_READINGS = {
     "tag_not_contains": "{tag}不包含{value}",
     "yes_tag": "是{tag}",
     "not_yes_tag": "不是{tag}",
-    "coupon_outstanding": "有领券未核销",
-    "not_coupon_outstanding": "没有领券未核销",
-    "city": "{value}的会员",
-    "not_city": "不是{value}的会员",
+    "coupon_outstanding": "持有已领取未核销的券",
+    "not_coupon_outstanding": "没有已领取未核销的券",
+    "city": "城市为{value}",
+    "not_city": "城市不是{value}",
+    "gender_is": "是{value}",
     "gender_F": "女性",
     "gender_M": "男性",
     "birthday_month": "生日在{value}月",
@@ -382,6 +383,7 @@ SEGMENT_READINGS = {
     "times": "{value}次",
     # windows
     "days": "近{n}天",
+    "ever": "曾经",
     "week_0": "本周",
     "week_-1": "上周",
     "week_1": "下周",
@@ -407,7 +409,7 @@ SEGMENT_READINGS = {
     "at_store": "在{store}",
     "at_channels": "在{channels}",
     "category": "{value}",
-    "brand": "品牌{value}",
+    "brand": "{value}品牌",
     "sku": "{value}",
     # orders
     "count": "消费次数{cmp}",
@@ -431,7 +433,7 @@ SEGMENT_READINGS = {
     "not_did_item": "没有{action}{item}",
     "cart_not_bought": "加购未购买",
     "cart_not_bought_item": "加购{item}未购买",
-    "coupon_held": "领券未核销",
+    "coupon_held": "领的券中有至今未核销的",
     "campaign_received": "收到过{campaign}活动",
     "campaign_joined": "参加过{campaign}活动",
     "campaign_redeemed": "核销过{campaign}活动的券",
@@ -487,3 +489,51 @@ REPORT_CAMPAIGN_STEPS = {"received": "触达人数", "coupons": "领券数", "re
 REPORT_CAMPAIGN_RATES = {"redeemed": "核销率", "converted": "转化率"}
 REPORT_CAMPAIGN_UNKNOWN = "没有找到活动“{campaign}”的记录，以下数字均为0。"
 REPORT_CHART_TOP = "{measure}（前{count}项）"
+
+# ---- campaign effect (campaigns/measure.py)
+EFFECT_TITLE = "{campaign}活动效果（截至{as_of}，归因窗口{days}天）"
+EFFECT_UNKNOWN = "没有找到活动“{campaign}”。"
+EFFECT_EMPTY = "这个活动还没有目标人群（尚未规划或发送）。"
+EFFECT_SENT_SPAN = "发送时间：{first}至{last}"
+EFFECT_REACH = "目标{targeted}人次：已发送{sent}（送达{delivered}），对照组{held_out}"
+EFFECT_REACH_OTHER = "，{name}{count}"
+EFFECT_OUTCOMES = {
+    "planned": "待发送", "control": "对照组", "capped": "频控拦截", "opted_out": "已退订", "unreachable": "无法触达",
+    "sent": "已发送", "delivered": "已送达", "failed": "发送失败", "expired": "已过期",
+}
+EFFECT_COUPONS = "领券{coupons}张，核销{redeemed}张，核销率{rate}"
+EFFECT_NO_COUPONS = "本活动没有领券记录"
+EFFECT_CONVERSION = "转化：发送组{treated}，对照组{control}"
+EFFECT_ARM = "{converted}/{n}人 {rate}"
+EFFECT_ARM_NONE = "无人"
+EFFECT_UPLIFT = "提升：{uplift}个百分点（95%置信区间 {low} ~ {high}，p={p}，{verdict}）"
+EFFECT_SIGNIFICANT = "显著"
+EFFECT_NOT_SIGNIFICANT = "不显著"
+EFFECT_NO_INTERVAL = "提升：无法计算（{side}为0人，没有置信区间）"
+EFFECT_SIDES = {"treated": "发送组", "control": "对照组", "both": "发送组和对照组"}
+EFFECT_REVENUE = "销售额：发送组{treated}（{treated_orders}单），对照组{control}（{control_orders}单）"
+EFFECT_WAVES = "分波次："
+EFFECT_WAVE = "第{n}波"
+EFFECT_GROUP_LINE = (
+    "{label}：发送{treated_n}人 转化{treated_rate}，对照{control_n}人 转化{control_rate}，提升{uplift}，销售额{revenue}"
+)
+EFFECT_POINTS = "{value}个百分点"
+EFFECT_NA = "—"
+EFFECT_STORES = "分门店（前{count}）："
+EFFECT_GUIDES = "分导购（前{count}）："
+EFFECT_NO_STORE = "无门店"
+EFFECT_NO_GUIDE = "无导购"
+EFFECT_CROSS = "跨渠道（消息→购买）："
+EFFECT_CROSS_CELL = "{message}→{purchase} {orders}单 {revenue}"
+EFFECT_CROSS_NONE = "跨渠道：暂无转化订单"
+EFFECT_MESSAGE_CHANNELS = {
+    "wecom": "企业微信", "oa_template": "公众号模板消息", "oa_custom": "公众号客服消息", "sms": "短信", "": "未知渠道",
+}
+EFFECT_OPEN = "注意：还有{count}人次的归因窗口未结束，数字仍会变化。"
+EFFECT_CHART_CONVERSION = "转化率（误差线：95%置信区间）"
+EFFECT_CHART_REVENUE = "销售额（元）"
+EFFECT_CHART_TREATED = "发送组"
+EFFECT_CHART_CONTROL = "对照组"
+EFFECT_CHART_TOTAL = "合计"
+EFFECT_CHART_UPLIFT = "提升 {uplift}pp\n[{low}, {high}]"
+EFFECT_CHART_UPLIFT_NONE = "提升：无对照"

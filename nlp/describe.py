@@ -8,6 +8,7 @@ names when the vocabulary knows them; with `today`, relative windows also show t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -43,6 +44,8 @@ from nlp.vocabulary import Vocabulary
 R = SEGMENT_READINGS
 YES_TAGS = ("is_member", "oa_follower", "wecom_contact")
 MONEY_MEASURES = ("amount", "aov", "max")
+EVER_DAYS = 36_500
+_INVERSE: dict[str, Any] = {"ge": "lt", "gt": "le", "le": "gt", "lt": "ge"}  # nlp.parse.EVER: "at any time"
 
 
 def describe(segment: Segment, vocab: Vocabulary | None = None, today: date | None = None) -> str:
@@ -53,6 +56,11 @@ def describe(segment: Segment, vocab: Vocabulary | None = None, today: date | No
 def yuan(fen: Any) -> str:
     """30000 → "300", 30050 → "300.5" (fen to 元, no trailing zeros)."""
     return format((Decimal(str(fen)) / 100).normalize(), "f")
+
+
+def _campaign(name: str) -> str:
+    """会员日活动 → 会员日 (the reading says 活动 itself: never 会员日活动活动)."""
+    return name[:-2] if name.endswith("活动") and len(name) > 2 else name
 
 
 class _Reader:
@@ -104,7 +112,7 @@ class _Reader:
         if isinstance(node, CouponHeld):
             return self.window(node.window) + R["coupon_held"]
         if isinstance(node, CampaignTouch):
-            return R[f"campaign_{node.action}"].format(campaign=node.campaign)
+            return R[f"campaign_{node.action}"].format(campaign=_campaign(node.campaign))
         if isinstance(node, FirstOrder):
             return R["first_order"].format(window=self.window(node.window))
         if isinstance(node, Returning):
@@ -127,7 +135,10 @@ class _Reader:
         if isinstance(node, Did):
             return self.window(node.window) + self.did(node.type, node.item, negated=True)
         if isinstance(node, CampaignTouch):
-            return R[f"not_campaign_{node.action}"].format(campaign=node.campaign)
+            return R[f"not_campaign_{node.action}"].format(campaign=_campaign(node.campaign))
+        if isinstance(node, OrderMetric) and node.measure in ("count", "amount") and node.cmp.op in _INVERSE:
+            # counts and sums are 0 without orders, so "not ≥ 2" is exactly "< 2"
+            return self.metric(replace(node, cmp=replace(node.cmp, op=_INVERSE[node.cmp.op])))
         if isinstance(node, Tag) and node.cmp.op in ("eq", "in") and node.cmp.value is not None:
             return self.tag(node, negated=True)
         return None
@@ -148,7 +159,7 @@ class _Reader:
             if key == "city":
                 return R["not_city" if negated else "city"].format(value=value)
             if key == "gender" and not negated and f"gender_{value}" in R:
-                return R[f"gender_{value}"]
+                return R["gender_is"].format(value=R[f"gender_{value}"])
             if key == "birthday_month" and not negated:
                 return R["birthday_month"].format(value=value)
             if key in LIST_TAG_KEYS:
@@ -242,7 +253,7 @@ class _Reader:
 
     def window(self, window: Window) -> str:
         text = self.window_name(window)
-        if self.today is not None and window.kind != "dates":
+        if self.today is not None and window.kind != "dates" and not (window.kind == "days" and window.n >= EVER_DAYS):
             first, last = window.span(self.today)
             text += R["span"].format(first=first.isoformat(), last=last.isoformat())
         return text
@@ -250,6 +261,8 @@ class _Reader:
     @staticmethod
     def window_name(window: Window) -> str:
         kind, n = window.kind, window.n
+        if kind == "days" and n >= EVER_DAYS:
+            return R["ever"]
         if kind == "days":
             return R["days"].format(n=max(n, 1))
         if kind in ("week", "month", "year"):

@@ -69,6 +69,24 @@ NOT_WORDS = (
     "尚未",
     "还没",
     "还没有",
+    "从来没",
+    "从来不",
+    "从来没有过",
+    "一直没",
+    "一直没有",
+    "一直未",
+    "始终没",
+    "始终没有",
+    "都没",
+    "都没有",
+    "再没",
+    "没再",
+    "再也没",
+    "再也没有",
+    "一次都没",
+    "一次也没",
+    "一次都没有",
+    "一次也没有",
 )
 ZHONG_WORDS = ("中", "里", "当中", "之中", "里面", "其中", "中的", "里的")
 NOISE_WORDS = (
@@ -158,6 +176,24 @@ NOISE_WORDS = (
     "既",
     "既是",
     "以来",
+    "拉",
+    "只要",
+    "只看",
+    "拉一下",
+    "拉出",
+    "拉个",
+    "拉一个",
+    "导出",
+    "清单",
+    "列表",
+    "期间",
+    "一共有",
+    "看下",
+    "瞧瞧",
+    "筛一下",
+    "筛出",
+    "那种",
+    "这种",
 )
 ANYONE_WORDS = ("人", "顾客", "客户", "用户", "消费者", "客人", "所有人")
 CMP_WORDS: dict[str, str] = {
@@ -169,10 +205,11 @@ CMP_WORDS: dict[str, str] = {
     "低于": "lt", "少于": "lt", "小于": "lt", "不到": "lt", "不足": "lt", "<": "lt",
     "大于等于": "ge", "大于或等于": "ge", "不小于": "ge", "高于或等于": "ge", "多于或等于": "ge",
     "小于等于": "le", "小于或等于": "le", "不大于": "le", "低于或等于": "le", "少于或等于": "le",
-    "正好": "eq", "等于": "eq", "恰好": "eq", "刚好": "eq", "=": "eq",
+    "正好": "eq", "等于": "eq", "恰好": "eq", "刚好": "eq", "=": "eq", "+": "ge", "以上+": "ge", "多": "ge",
 }  # fmt: skip
 LIFECYCLE = {
     "忠诚": "忠诚", "高价值": "忠诚", "忠诚客户": "忠诚", "忠实": "忠诚", "沉睡": "沉睡", "流失": "流失",
+    "沉睡唤醒": "沉睡", "待唤醒": "沉睡",
     "注册阶段": "注册", "兴趣阶段": "兴趣", "认知阶段": "认知", "购买阶段": "购买",
     "已流失": "流失", "休眠": "沉睡",
 }  # fmt: skip
@@ -222,7 +259,9 @@ ATTR_WORDS = {
 # buy verbs (bought / order count / amount)
 BUY_WORDS = (
     "买过", "买", "买了", "购买", "购买过", "购买了", "有购买", "消费", "消费过", "消费了", "有消费", "下单", "下过单",
-    "下单过", "下了单", "下单了", "成交", "成交过", "有订单", "复购", "复购过", "下过", "买东西",
+    "下单过", "下了单", "下单了", "成交", "成交过", "有订单", "下过", "买东西",
+    "消费记录", "购买记录", "订单记录", "交易记录", "成交记录", "购物记录", "交易", "交易过", "购物", "购物过",
+    "买单", "买单过", "付款", "付过款", "支付过",
 )  # fmt: skip
 MEASURE_WORDS = {
     "客单价": "aov", "平均客单价": "aov", "平均每单": "aov", "平均订单金额": "aov",
@@ -232,6 +271,10 @@ MEASURE_WORDS = {
     "累计消费金额": "amount", "累计购买": "amount", "累计": "amount", "总共消费": "amount", "一共消费": "amount",
     "消费次数": "count", "购买次数": "count", "下单次数": "count", "订单数": "count", "订单量": "count",
     "单数": "count", "累计消费次数": "count",
+    "下单金额": "amount", "购买金额": "amount", "实付金额": "amount", "订单金额": "amount", "支付金额": "amount",
+    "消费总金额": "amount", "总金额": "amount", "订单总额": "amount", "实付": "amount", "花了": "amount",
+    "花费": "amount", "花过": "amount", "一共花了": "amount", "累计花了": "amount", "成交金额": "amount",
+    "下单数": "count", "订单次数": "count", "到店次数": "count", "来店次数": "count",
 }  # fmt: skip
 EVENT_WORDS = {
     "浏览过": "browse", "浏览": "browse", "浏览了": "browse", "看过": "browse",
@@ -252,7 +295,51 @@ CHANNEL_WORDS: dict[str, tuple[str, ...]] = {
     "公众号商城": ("oa_mall",), "线上": ONLINE, "网上": ONLINE,
 }  # fmt: skip
 CHANNEL_NAMES = {"pos": "门店", "miniapp": "小程序", "ecom": "电商", "oa_mall": "公众号商城"}
-NEW_WORDS = {"新客": "new", "新客户": "new", "新顾客": "new", "老客": "old", "老客户": "old", "老顾客": "old"}
+# 复购 / 回购 / 回头客 (commands.md has no word for it; tags.md's F of RFM is "orders_365d ≥ 2"): a
+# repeat buyer is someone with at least two paid orders in the window. Negated (半年内没回购的老客)
+# it means what a marketer means by it: no paid order in that window.
+REBUY_WORDS = (
+    "复购", "复购过", "复购了", "回购", "回购过", "回购了", "回头客", "回头客户", "回头顾客", "复购客户",
+    "复购用户", "复购顾客", "复购会员", "多次购买", "多次消费", "多次下单", "多次购买过", "多次消费过",
+    "再次购买", "再次购买过", "二次购买", "二次购买过", "重复购买", "重复购买过",
+)  # fmt: skip
+# A store visit (来过 / 到店 / 进店 …): the data has no visit record, only orders, so a visit is a
+# paid `pos` order (commands.md "线下 / 门店 (channel pos)"); 没来过 = no pos order in the window.
+VISIT_WORDS = (
+    "来过", "来店", "来过店", "到店", "到过店", "进店", "进过店", "光顾", "光顾过", "回店", "来门店", "到门店",
+    "进门店", "来店里", "到店里", "逛过门店", "去过门店", "去过店里", "来过门店", "到过门店", "去过", "到过", "逛过",
+)  # fmt: skip
+# Words for "any goods" after a buy verb (买过东西): the order condition has no item.
+ANYTHING_WORDS = ("东西", "商品", "货", "产品", "任何东西", "任何商品", "货品", "宝贝")
+BRAND_WORDS = ("牌子", "品牌", "这个牌子", "这个品牌")
+BUYER_WORDS = ("买家", "购买者", "购买人", "购买用户", "购买客户", "购买人群")
+ONLY_WORDS = ("只", "仅", "只有", "仅仅", "只是")
+# Tier words (高客单, 大额订单): with no window or place they are the tag of tags.md that says the same
+# (购买力 by aov_365d, 钱包深度 by max_order_365d); with one, the same threshold on that window's
+# orders. (measure, op, fen, tag key, tag value)
+TIER_WORDS: dict[str, tuple[str, str, int, str, str]] = {
+    **{w: ("aov", "ge", 50_000, "purchase_power", "高") for w in ("高客单", "高客单价", "客单价高", "客单高")},
+    **{w: ("aov", "lt", 20_000, "purchase_power", "低") for w in ("低客单", "低客单价", "客单价低", "客单低")},
+    **{
+        w: ("max", "ge", 100_000, "wallet_depth", "深")
+        for w in ("大额订单", "大单", "大额消费", "大额", "大额单", "大额购买", "大订单")
+    },
+}  # fmt: skip
+NEW_WORDS = {
+    "老会员": "old",
+    "首次购买": "new",
+    "首购": "new",
+    "首单": "new",
+    "第一次购买": "new",
+    "首次下单": "new",
+    "首次消费": "new",
+    "新客": "new",
+    "新客户": "new",
+    "新顾客": "new",
+    "老客": "old",
+    "老客户": "old",
+    "老顾客": "old",
+}
 # Well-known cities: one the retailer's data does not have is reported as an unknown city (深圳的会员
 # for a retailer without anyone in 深圳), not as a word the parser cannot read.
 KNOWN_CITIES = (
@@ -311,9 +398,18 @@ _CART_NB_RE = re.compile(
     r"加购(?:了|过)?(?:商品)?(?:但|却|而|后|之后)?(?:还)?(?:未|没有|没)(?:有)?(?:购买|买|下单|支付|付款|成交)(?:过)?"
 )
 _COUPON_OUT_RE = re.compile(
-    r"(?:领(?:了|过|取了?|取过)?(?:优惠)?券(?:但|却|而|后)?(?:还)?(?:未|没有|没)(?:有)?(?:核销|使用|用)(?:过)?"
-    r"|有?未核销(?:的)?(?:优惠)?券|领券未核销)"
+    r"(?:领(?:了|过|取了?|取过|到了?)?(?:优惠)?券(?:但|却|而|后|以后|之后|了)?(?:但|却|而)?"
+    r"(?:还|一直|都|始终|从来|至今|到现在|到现在都|到现在还)?(?:未|没有|没|不)(?:有)?(?:核销|使用|用|用掉|去用)(?:过|掉)?"
+    r"|有?(?:未核销|未使用|没用|没有用|没使用|没核销)(?:的|掉的|过的)?(?:优惠)?券|领券未核销|领券未使用"
+    r"|(?:手上|手里)?有(?:优惠)?券(?:但|却)?(?:还|一直)?(?:没|没有|未)(?:用|使用|核销)(?:过|掉)?"
+    r"|(?:优惠)?券(?:还|一直|都)?(?:没|没有|未)(?:有)?(?:用|使用|核销)(?:掉|过)?)"
 )
+# 新加的企微好友 / 新关注的粉丝: an add_contact / follow event in the window (the contact or the
+# follower that follows is the tag, said as well).
+_NEW_ADD_RE = re.compile(
+    r"新(?:加|添加|增|增加)了?(?=的?(?:导购)?(?:企微|企业微信|微信|好友))(?:(?:企微|企业微信|微信)(?=的|$))?"
+)
+_NEW_FOLLOW_RE = re.compile(r"新(?:关注了?(?:公众号|服务号)?|增了?(?=的?(?:公众号)?粉丝))")
 _FEST_CAMPAIGN_RE = re.compile(r"(?P<name>双11|双十一|618|六一八|双12|双十二)(?:大促)?活动")
 _SPACE_RE = re.compile(r"\s+")
 _FESTIVAL_NAMES = {"双十一": "双11", "六一八": "618", "双十二": "双12"}
@@ -408,6 +504,23 @@ class Lexicon:
             self._put(word, "NEW", which)
         for word in SAVED_LAST_WORDS:
             self._put(word, "SAVED", "")
+        for word in REBUY_WORDS:
+            self._put(word, "REBUY", word)
+        for word in VISIT_WORDS:
+            self._put(word, "VISIT", word)
+        for word in ANYTHING_WORDS:
+            self._put(word, "ANYTHING")
+        for word in BRAND_WORDS:
+            self._put(word, "BRANDWORD")
+        for word in BUYER_WORDS:
+            self._put(word, "BUYER")
+        for word in ONLY_WORDS:
+            self._put(word, "ONLY")
+        for lead, op in (("过", "gt"), ("破", "gt"), ("上", "ge")):
+            for unit, amount in (("百", 100), ("千", 1000), ("万", 10_000), ("十万", 100_000)):
+                self._put(lead + unit, "NUMCMP", (op, Decimal(amount)))
+        for word, tier in TIER_WORDS.items():
+            self._put(word, "TIER", tier)
         for word in ("加购未购买", "加购未买", "加购没买"):
             self._put(word, "CARTNB")
         self._put("领券未核销", "COUPONOUT")
@@ -558,8 +671,11 @@ class Lexicon:
                 add("BIRTHDAY", m, month)
         if char in "加":
             add("CARTNB", _CART_NB_RE.match(text, pos))
-        if char in "领有未":
+        if char in "领有未券优手没":
             add("COUPONOUT", _COUPON_OUT_RE.match(text, pos))
+        if char == "新":
+            add("EVENT", _NEW_ADD_RE.match(text, pos), "add_contact")
+            add("EVENT", _NEW_FOLLOW_RE.match(text, pos), "follow")
         m = WINDOW_RE.match(text, pos)
         if m:
             window = window_of(m, today)

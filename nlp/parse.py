@@ -46,6 +46,7 @@ from nlp.intent import (
 from nlp.lexicon import CHANNEL_NAMES, LIFECYCLE_VALUES, Lexeme, Lexicon, lexicon_for, normalise
 from nlp.numbers import NUMBER, parse_number, to_fen
 from nlp.segment import (
+    CHANNELS,
     DEFAULT_WINDOW,
     LIST_TAG_KEYS,
     And,
@@ -61,6 +62,7 @@ from nlp.segment import (
     Item,
     Label,
     Not,
+    Or,
     OrderMetric,
     Returning,
     Saved,
@@ -78,6 +80,10 @@ from nlp.when import SEND_TIME_RE, WINDOW_RE, SendTimeError, find_send_time, loc
 
 _MONEY_UNITS = {"元": 1, "块": 1, "块钱": 1, "元钱": 1, "万元": 10_000, "千元": 1000, "w": 10_000, "W": 10_000}
 _COUNT_UNITS = ("次", "单", "笔")
+# "At any time" (老客 after 半年内没回购): a days window longer than any retailer's history, so it
+# stays relative like every other window (describe reads it as 曾经).
+EVER = Window("days", 36_500)
+_PLACE_WORDS = ("CHANNEL", "STOREWORD")
 _SKIP_IN_PHRASE = {"了", "过", "是", "为", "有", "在", "的话"}
 
 
@@ -98,6 +104,10 @@ class _SegmentParser:
         self.where_used = True
         self.cmp: Lexeme | None = None
         self.last: Segment | None = None
+        self.only: Lexeme | None = None
+        # More places named before one verb: 线上线下都买过 (each of them) / 在北京门店买过 (any).
+        self.where_alts: tuple[Where, ...] = ()
+        self.where_join = "or"
         self.anyone = False
         self.unplaced: list[str] = []
         self.unknown: list[tuple[str, str]] = []
@@ -135,6 +145,10 @@ class _SegmentParser:
             # 上海和北京的会员: one person has one city, so two values of a one-valued tag
             # joined by an "and" word mean either of them (an "and" would always be empty).
             self.sep = "or"
+        if self.only is not None and isinstance(condition, Bought | OrderMetric | Did | CartNotBought):
+            # 只买过木棉: "and nothing else" is no condition we have (只在线上买过 took it already).
+            self.unplaced.append(self.only.text)
+            self.only = None
         if self.neg is not None:
             condition = Not(condition)
             self.neg = None
@@ -168,7 +182,17 @@ class _SegmentParser:
                 self.flush_window()
                 self.window, self.window_lexeme, self.window_used = lx.value, lx, False
                 self.i += 1
+            elif kind == "NOISE" and lx.text == "来" and self.neg is not None:
+                # 三个月没来的老客: 来 after a negation is a store visit, not a filler.
+                condition = self.c_visit(lx)
+                if condition is not None:
+                    self.emit(condition)
             elif kind == "NOISE":
+                self.i += 1
+            elif kind == "ONLY":
+                if self.only is not None:
+                    self.unplaced.append(self.only.text)
+                self.only = lx
                 self.i += 1
             elif kind == "ANYONE":
                 self.anyone = True
@@ -195,6 +219,7 @@ class _SegmentParser:
             self.unplaced.append(self.neg.text)
         if self.cmp is not None:
             self.unplaced.append(self.cmp.text)
+        # an 只 no order condition followed (只看女性会员) is a filler
         return self.build(), self.unplaced, self.unknown
 
     def flush_window(self) -> None:
@@ -230,6 +255,15 @@ class _SegmentParser:
                 groups[-1][-1].append(atom)
         parts: list[Segment] = []
         for group in groups:
+            if len(group) > 1 and all(len(alt) == 1 for alt in group[:-1]) and len(group[-1]) > 1:
+                # 沉睡或流失会员: values of one kind before a word that stands by the last one
+                # (会员) are the alternatives; the word is said of all of them.
+                head = group[-1][0]
+                if all(_same_kind(alt[0], head) for alt in group[:-1]):
+                    tail = group[-1][1:]
+                    parts.append(any_of(*_dedupe([alt[0] for alt in group[:-1]] + [head])))
+                    parts.extend(tail)
+                    continue
             alternatives = [all_of(*_dedupe(alt)) for alt in group]
             parts.append(any_of(*_dedupe(alternatives)))
         flat = all_of(*parts)
@@ -250,7 +284,15 @@ class _SegmentParser:
 
     def c_tag(self, lx: Lexeme) -> Segment | None:
         self.i += 1
-        return lx.value  # type: ignore[no-any-return]
+        tag: Tag = lx.value
+        if self.window is not None and not self.window_used and tag.cmp == eq("是"):
+            # 上周加了企微的 / 本月关注公众号的: with a window of its own the verb is the event of
+            # that window, not the standing relationship (a tag never takes a window).
+            if tag.key == "wecom_contact" and lx.text.startswith("加"):
+                return Did("add_contact", self.take_window())
+            if tag.key == "oa_follower" and lx.text.startswith("关注"):
+                return Did("follow", self.take_window())
+        return tag
 
     def c_couponout(self, lx: Lexeme) -> Segment | None:
         self.i += 1
@@ -340,11 +382,25 @@ class _SegmentParser:
     def c_new(self, lx: Lexeme) -> Segment | None:
         self.i += 1
         cls = FirstOrder if lx.value == "new" else Returning
+        if cls is Returning and self.window is not None and self.window_used and self.no_order_in(self.window):
+            # 半年内没回购的老客: "no order in the window" already said; 老客 (an order before
+            # the window and one within it) would contradict it, so it means what the marketer
+            # means: someone who has bought before, at any time.
+            return all_of(Bought(EVER), *([Tag("is_member", eq("是"))] if lx.text.endswith("会员") else []))
+        member = Tag("is_member", eq("是")) if lx.text.endswith("会员") else None
         if self.window is not None:
-            return cls(self.take_window())
-        return cls()
+            return all_of(cls(self.take_window()), *([member] if member else []))
+        return all_of(cls(), *([member] if member else []))
+
+    def no_order_in(self, window: Window) -> bool:
+        return any(
+            isinstance(atom, Not) and isinstance(atom.part, Bought) and atom.part.window == window
+            for _sep, atom in self.atoms
+        )
 
     def c_city(self, lx: Lexeme) -> Segment | None:
+        if self.city_stores(self.i):
+            return self.place(after_at=False)
         nxt = self.peek(1)
         if nxt is not None and nxt.kind == "STOREWORD":
             self.i += 2
@@ -385,7 +441,13 @@ class _SegmentParser:
         return Tag("preferred_store", eq(lx.value))
 
     def c_storeword(self, lx: Lexeme) -> Segment | None:
-        if self.before_order(self.i + 1):
+        j = self.i + 1
+        while (x := self.at(j)) is not None and (
+            x.kind in ("CHANNEL", "STOREWORD")
+            or (x.kind in ("AND", "OR") and (y := self.at(j + 1)) is not None and y.kind in ("CHANNEL", "STOREWORD"))
+        ):
+            j += 1
+        if self.before_order(j):
             return self.place(after_at=False)
         return None
 
@@ -393,11 +455,12 @@ class _SegmentParser:
         return self.c_storeword(lx)
 
     def before_order(self, j: int) -> bool:
-        while j < len(self.lx) and self.lx[j].kind == "NOISE" and self.lx[j].text in _SKIP_IN_PHRASE:
+        while j < len(self.lx) and self.lx[j].kind == "NOISE" and self.lx[j].text in _SKIP_IN_PHRASE | {"都"}:
             j += 1
         target = self.at(j)
         return target is not None and (
-            target.kind in ("BUY", "MEASURE", "NOT") and not (target.kind == "NOT" and j + 1 >= len(self.lx))
+            target.kind in ("BUY", "MEASURE", "NOT", "REBUY", "ONLY", "TIER", "BUYER", "VISIT")
+            and not (target.kind == "NOT" and j + 1 >= len(self.lx))
         )
 
     def place(self, after_at: bool) -> Segment | None:
@@ -409,10 +472,35 @@ class _SegmentParser:
         if lx is None:
             self.unplaced.append(self.lx[start].text)
             return None
+        alts: tuple[Where, ...] = ()
+        join = "or"
+        city_stores = self.city_stores(self.i)
         if lx.kind == "STORE":
             where = Where(store_id=lx.value)
+        elif city_stores:
+            # 在北京门店买过: a pos order at any store of that city.
+            self.i += 1
+            alts = tuple(Where(store_id=store) for store in city_stores)
+            where = alts[0]
         elif lx.kind in ("CHANNEL", "STOREWORD"):
             where = Where(channels=_channels(lx))
+            j = self.i + 1
+            more: list[Where] = [where]
+            while (x := self.at(j)) is not None:
+                if x.kind in ("CHANNEL", "STOREWORD"):
+                    more.append(Where(channels=_channels(x)))
+                    j += 1
+                elif x.kind in ("AND", "OR") and (y := self.at(j + 1)) is not None and y.kind in _PLACE_WORDS:
+                    join = "or" if x.kind == "OR" else "and"
+                    more.append(Where(channels=_channels(y)))
+                    j += 2
+                else:
+                    break
+            if len(more) > 1:
+                if join == "and" or (self.at(j) is not None and self.lx[j].text == "都"):
+                    join = "and"  # 线上线下都买过 / 线上和门店都买过
+                alts = tuple(dict.fromkeys(more))
+                self.i = j - 1
         elif lx.kind == "UNKNOWN_STORE":
             self.unknown.append(("store", lx.value))
             self.i += 1
@@ -423,8 +511,16 @@ class _SegmentParser:
         if self.where is not None and not self.where_used:
             self.unplaced.append(self.where_text)
         self.where, self.where_used = where, False
+        self.where_alts, self.where_join = alts, join
         self.where_text = "".join(x.text for x in self.lx[start : self.i])
         return None
+
+    def city_stores(self, j: int) -> tuple[str, ...]:
+        """北京门店 at j followed by an order verb: the ids of that city's stores."""
+        lx, nxt = self.at(j), self.at(j + 1)
+        if lx is None or lx.kind != "CITY" or nxt is None or nxt.kind != "STOREWORD" or not self.before_order(j + 2):
+            return ()
+        return tuple(s.store_id for s in self.lexicon.vocab.stores if s.city == lx.value)
 
     def c_guideword(self, lx: Lexeme) -> Segment | None:
         j = self.i + 1
@@ -472,10 +568,27 @@ class _SegmentParser:
 
     def c_item(self, lx: Lexeme) -> Segment | None:
         """A bare object after a join takes the previous verb: 买过童装或女鞋."""
+        item: Item = lx.value
+        j = self.i + 1
+        while (x := self.at(j)) is not None and (x.kind in ("BRANDWORD", "DE", "ANYTHING")):
+            if x.kind == "BRANDWORD" and item.kind != "brand":
+                break
+            j += 1
+        buyer = self.at(j)
+        if buyer is not None and buyer.kind == "BUYER":
+            # 木棉品牌的买家 / 连衣裙买家: people who bought it.
+            self.i = j + 1
+            return Bought(self.take_window(), item, self.take_where())
+        verb, verb2 = self.at(self.i + 1), self.at(self.i + 2)
+        if verb is not None and verb.kind == "BRANDWORD" and item.kind == "brand":
+            verb, verb2 = verb2, None  # 木棉牌子买过的
+        if verb is not None and verb.kind == "BUY" and not (verb2 is not None and verb2.kind == "ITEM"):
+            # 连衣裙买了两次以上 / 木棉牌子买过的: the object before its verb.
+            self.i = self.lx.index(verb, self.i) + 1
+            return self.buy_rest(verb, item)
         if self.sep == "tight" or self.last is None:
             return None
         last = self.last
-        item: Item = lx.value
         if isinstance(last, Bought | Did | CartNotBought):
             self.i += 1
             window = self.window if self.window is not None and not self.window_used else last.window
@@ -494,11 +607,36 @@ class _SegmentParser:
         return None
 
     def optional_item(self) -> Item | None:
-        nxt = self.peek()
+        """An item next (品牌木棉 / 木棉牌子 / 木棉品牌 take the brand word with it)."""
+        nxt, after = self.peek(), self.peek(1)
+        if (
+            nxt is not None
+            and nxt.kind == "BRANDWORD"
+            and after is not None
+            and after.kind == "ITEM"
+            and after.value.kind == "brand"
+        ):
+            self.i += 1
+            nxt = after
         if nxt is not None and nxt.kind == "ITEM":
             self.i += 1
+            self.skip_brand_word(nxt.value)
             return nxt.value  # type: ignore[no-any-return]
         return None
+
+    def skip_brand_word(self, item: Item) -> None:
+        nxt = self.peek()
+        if item.kind == "brand" and nxt is not None and nxt.kind == "BRANDWORD":
+            self.i += 1
+        nxt = self.peek()
+        if nxt is not None and nxt.kind == "ANYTHING":  # 木棉的东西 / 云裳商品
+            self.i += 1
+
+    def skip_anything(self) -> None:
+        """买过东西 / 买过商品: any goods, no item."""
+        nxt = self.peek()
+        if nxt is not None and nxt.kind == "ANYTHING":
+            self.i += 1
 
     def unknown_item(self) -> bool:
         """买过羽绒服 where 羽绒服 is no category, brand or SKU of this retailer."""
@@ -517,10 +655,101 @@ class _SegmentParser:
             return last.item
         return None
 
-    def c_buy(self, lx: Lexeme) -> Segment | None:
+    def c_buyer(self, lx: Lexeme) -> Segment | None:
+        """买家 / 购买者 alone: people with a paid order in the window."""
+        self.i += 1
+        return Bought(self.take_window(), None, self.take_where())
+
+    def c_tier(self, lx: Lexeme) -> Segment | None:
+        """高客单 / 大额订单: the tag of tags.md, or with a window or place the same threshold on
+        those orders."""
+        self.i += 1
+        measure, op, fen, key, value = lx.value
+        if (self.window is not None and not self.window_used) or (self.where is not None and not self.where_used):
+            return OrderMetric(measure, Compare(op, fen), self.take_window(), self.take_where())
+        return Tag(key, eq(value))
+
+    def c_rebuy(self, lx: Lexeme) -> Segment | None:
+        """复购 / 回购 / 回头客: at least two paid orders in the window; negated, none."""
         self.i += 1
         self.skip_fillers()
+        self.skip_anything()
         item = self.optional_item()
+        metric = self.metric(default="count", item=item)
+        if metric is not None:
+            return metric
+        if self.neg is not None and self.window is not None:
+            # 半年内没回购: no order in the window named.
+            return Bought(self.take_window(), item or self.carried_item(), self.take_where())
+        # 复购客户 = ≥ 2 orders; 没有复购的新客 (no window): not ≥ 2 orders, i.e. bought once at most.
+        return OrderMetric("count", Compare("ge", 2), self.take_window(), self.take_where(), item)
+
+    def c_visit(self, lx: Lexeme) -> Segment | None:
+        """来过 / 到店 / 进店: a store visit is a paid pos order (the data records no visit
+        without one); 近30天没到店 = no pos order in those 30 days."""
+        start = self.i
+        self.i += 1
+        if self.where is None or self.where_used:
+            self.where, self.where_used, self.where_text = Where(channels=("pos",)), False, lx.text
+        self.skip_fillers()
+        nxt = self.peek()
+        if nxt is not None and nxt.kind == "STORE":  # 来过上海一店
+            self.where, self.where_text = Where(store_id=nxt.value), lx.text + nxt.text
+            self.i += 1
+            nxt = self.peek()
+        elif nxt is not None and nxt.kind == "CITY" and (y := self.peek(1)) is not None and y.kind == "STOREWORD":
+            # 来过北京门店
+            stores = tuple(s.store_id for s in self.lexicon.vocab.stores if s.city == nxt.value)
+            if stores:
+                self.where_alts, self.where_join = tuple(Where(store_id=store) for store in stores), "or"
+                self.where, self.where_text = self.where_alts[0], lx.text + nxt.text + self.lx[self.i + 1].text
+                self.i += 2
+                nxt = self.peek()
+        elif nxt is not None and nxt.kind == "STOREWORD":  # 来过门店 / 到过店
+            self.i += 1
+            nxt = self.peek()
+        if nxt is not None and nxt.kind == "NOT" and (y := self.peek(1)) is not None and y.kind in ("BUY", "MEASURE"):
+            # 进店没买: a visit without an order leaves no trace in the data.
+            self.unplaced.append(self.where_text)
+            self.where, self.where_used, self.where_alts = None, True, ()
+            return None
+        if nxt is not None and nxt.kind in ("BUY", "MEASURE", "REBUY"):
+            return None  # 到店消费过: the verb that follows takes the place
+        if nxt is not None and nxt.kind == "NOISE" and nxt.text == "来" and self.i == start + 1:
+            self.i += 1
+        return self.buy_rest(lx)
+
+    def c_buy(self, lx: Lexeme) -> Segment | None:
+        self.i += 1
+        return self.buy_rest(lx)
+
+    def c_num(self, lx: Lexeme) -> Segment | None:
+        """两次以上购买的 / 3次以上来店: the count before the verb."""
+        value, unit = lx.value
+        if unit not in ("次", "单", "笔") or value != int(value):
+            return None
+        j = self.i + 1
+        op = self.cmp.value if self.cmp is not None else "eq"
+        if (x := self.at(j)) is not None and x.kind == "CMP":
+            op = x.value
+            j += 1
+        while (x := self.at(j)) is not None and x.kind == "NOISE" and x.text in _SKIP_IN_PHRASE | {"都"}:
+            j += 1
+        verb = self.at(j)
+        if verb is None or verb.kind not in ("BUY", "VISIT", "REBUY"):
+            return None
+        self.cmp = None
+        self.i = j + 1
+        where = Where(channels=("pos",)) if verb.kind == "VISIT" else self.take_where()
+        self.skip_fillers()
+        self.skip_anything()
+        item = self.optional_item()
+        return OrderMetric("count", Compare(op, int(value)), self.take_window(), where, item)  # type: ignore[arg-type]
+
+    def buy_rest(self, lx: Lexeme, fronted: Item | None = None) -> Segment | None:
+        self.skip_fillers()
+        self.skip_anything()
+        item = fronted or self.optional_item()
         if item is None and self.unknown_item():
             return Everyone()
         self.skip_fillers()
@@ -529,6 +758,22 @@ class _SegmentParser:
             return metric
         if item is None:
             item = self.optional_item() or self.carried_item()
+        if self.where_alts and self.where is not None and not self.where_used:
+            alts, self.where_alts = self.where_alts, ()
+            self.where_used = True
+            window = self.take_window()
+            parts = [Bought(window, item, where) for where in alts]
+            # 线上线下都买过: each; 线上和线下都没买过: neither (the negation is put around the any).
+            return all_of(*parts) if self.where_join == "and" and self.neg is None else any_of(*parts)
+        if self.only is not None and self.neg is None and self.where is not None and not self.where_used:
+            where = self.take_where()
+            if where.store_id is None and where.channels:
+                # 只在线上买过: orders there and none elsewhere in the window.
+                self.only = None
+                window = self.take_window()
+                others = tuple(c for c in CHANNELS if c not in where.channels)
+                return all_of(Bought(window, item, where), Not(Bought(window, item, Where(channels=others))))
+            return Bought(self.take_window(), item, where)
         return Bought(self.take_window(), item, self.take_where())
 
     def c_measure(self, lx: Lexeme) -> Segment | None:
@@ -558,6 +803,10 @@ class _SegmentParser:
             op = nxt.value
             self.i += 1
             nxt = self.peek()
+        if nxt is not None and nxt.kind == "NUMCMP" and op is None:
+            # 过千 / 破万 / 上千: a comparison and a round amount in one word.
+            op = nxt.value[0]
+            nxt = Lexeme("NUM", nxt.text, (nxt.value[1], "元"))
         if nxt is None or nxt.kind not in ("NUM", "RANGE"):
             self.i = start
             return None
@@ -599,6 +848,12 @@ class _SegmentParser:
             scale = _MONEY_UNITS.get(unit, 1)
             converted = [to_fen(v * scale) for v in values]
         self.cmp = None
+        if self.where_alts and self.where is not None and not self.where_used:
+            # 在北京门店消费满3000: one sum over several places is no condition we have.
+            self.unplaced.append(self.where_text)
+            self.where_alts, self.where, self.where_used = (), None, True
+        if self.only is not None and (op or "eq") == "eq" and len(values) == 1:
+            self.only = None  # 只买过一次: exactly that many
         if item is None:
             item = self.optional_item()
         compare = (
@@ -611,12 +866,29 @@ class _SegmentParser:
     def c_event(self, lx: Lexeme) -> Segment | None:
         self.i += 1
         self.skip_fillers()
+        if lx.value in ("browse", "add_cart", "click"):
+            self.skip_anything()
         item = self.optional_item()
         if item is None and lx.value in ("browse", "add_cart", "click") and self.unknown_item():
             return Everyone()
         if item is None:
             item = self.carried_item()
+        if lx.value == "add_cart" and self.cart_not_bought_follows():
+            return CartNotBought(self.take_window(), item)  # 加购连衣裙未购买 (commands.md 加购未购买)
         return Did(lx.value, self.take_window(), item)
+
+    def cart_not_bought_follows(self) -> bool:
+        """加购连衣裙[但]未购买: the negated buy right after names no other object."""
+        j = self.i
+        while (x := self.at(j)) is not None and (x.kind == "AND" or (x.kind == "NOISE" and x.text in ("还", "了"))):
+            j += 1
+        neg, verb, after = self.at(j), self.at(j + 1), self.at(j + 2)
+        if neg is None or neg.kind != "NOT" or verb is None or verb.kind != "BUY" or self.neg is not None:
+            return False
+        if after is not None and after.kind in ("ITEM", "UNKNOWN", "NUM", "CMP", "ANYTHING"):
+            return False
+        self.i = j + 2
+        return True
 
     def c_event_or_ct(self, lx: Lexeme) -> Segment | None:
         (kind, value), action = lx.value
@@ -770,6 +1042,12 @@ def _exclusive(before: Segment, after: Segment) -> bool:
             and before.cmp.value != after.cmp.value
         )
     return isinstance(before, StoreCity) and isinstance(after, StoreCity) and before != after
+
+
+def _same_kind(a: Segment, b: Segment) -> bool:
+    if isinstance(a, Tag) and isinstance(b, Tag):
+        return a.key == b.key
+    return type(a) is type(b) and not isinstance(a, And | Or | Not)
 
 
 def _channels(lx: Lexeme) -> tuple[str, ...]:

@@ -27,6 +27,10 @@ _N = rf"(?:{NUMBER}|半)"
 WINDOW = (
     r"(?:"
     rf"(?P<near>{_NEAR}的?\s*(?P<n>{_N})\s*(?P<unit>天|日|周|个星期|星期|个礼拜|礼拜|个月|月|个季度|季度|年)(?P<half>半)?(?:以内|之内|内|里)?)"
+    # 半年内 / 三个月内 / 90天没消费 / 一年来: a bare duration is a window when 内 / 来 follow it, or
+    # a negation (三个月没来过): then nothing else can be meant.
+    rf"|(?P<bare>(?<![\d.])(?P<n3>{_N})\s*(?P<unit3>天|日|周|个星期|个礼拜|个月|个季度|季度|年)(?P<half3>半)?"
+    r"(?:以内|之内|内|里|以来|来(?![过店])|(?=(?:都|一直|再|也|还)?(?:没|未|不曾)))(?!\d))"
     r"|(?P<near1>(?:最近|近|过去)的?\s*(?:一)?(?P<unit1>周|星期|个月|月|季度|年))(?!\d)"
     r"|(?P<fest>(?P<fyear>\d{4}年|今年|去年|前年)?的?(?P<fname>618|六一八|双11|双十一|双12|双十二))"
     r"|(?P<ym>(?P<year>\d{4}年|今年|去年|前年)的?(?P<month>\d{1,2}|十[一二]?|[一二三四五六七八九])月份?)"
@@ -124,6 +128,18 @@ def window_of(match: re.Match[str], today: date) -> Window | None:
         length = n * _UNIT_DAYS[g["unit"]]
         if g["unit"] == "年" and n == Decimal("0.5"):
             length = Decimal(180)  # 近半年 = 180 (commands.md), not 182.5
+        if length != int(length):
+            return None
+        return Window("days", int(length))
+    if g["bare"]:
+        parsed = Decimal("0.5") if g["n3"] == "半" else parse_number(g["n3"])
+        if parsed is None or parsed <= 0:
+            return None
+        if g["half3"]:
+            parsed += Decimal("0.5")
+        length = parsed * _UNIT_DAYS[g["unit3"]]
+        if g["unit3"] == "年" and parsed == Decimal("0.5"):
+            length = Decimal(180)
         if length != int(length):
             return None
         return Window("days", int(length))

@@ -37,8 +37,17 @@ async def load_vocabulary(session: AsyncSession) -> Vocabulary:
         brands=await _column(session, "SELECT DISTINCT brand FROM product"),
         skus=await _column(session, "SELECT sku FROM product"),
         coupons=coupons,
-        campaigns=await _column(
-            session, "SELECT DISTINCT campaign_id FROM event WHERE campaign_id IS NOT NULL AND campaign_id <> ''"
+        # Campaigns we ran (by name) and campaign ids the events carry.
+        campaigns=tuple(
+            sorted(
+                set(await _column(session, "SELECT name FROM campaign"))
+                | set(
+                    await _column(
+                        session,
+                        "SELECT DISTINCT campaign_id FROM event WHERE campaign_id IS NOT NULL AND campaign_id <> ''",
+                    )
+                )
+            )
         ),
         labels=await _column(session, "SELECT DISTINCT label FROM person_label"),
         segments=await _column(session, "SELECT name FROM saved_segment"),

@@ -326,3 +326,47 @@ async def test_every_command_is_audited(chat: Chat) -> None:
     )
     assert [(r.family, r.outcome) for r in rows] == [("segment", "done"), ("unknown", "not_understood")]
     assert rows[0].text == "圈选上海的高价值会员" and "忠诚" in rows[0].reading and rows[0].result_size is not None
+
+
+async def test_the_effect_of_a_campaign_we_ran(chat: Chat) -> None:
+    people = [r.person_id for r in await chat.rows("SELECT person_id FROM profile ORDER BY person_id LIMIT 4")]
+    sent = datetime(2026, 10, 20, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
+    async with chat.db.transaction() as session:
+        await session.execute(
+            text(
+                "INSERT INTO campaign (name, kind, segment, reading, variants, channel, waves, control_pct,"
+                " attribution_days, status, created_by, created_at, confirmed_by)"
+                " VALUES ('秋季焕新', 'campaign', '{}', '', '[]', 'any', '[]', 50, 7, 'done', 'MKT01', :at, 'MKT01')"
+            ),
+            {"at": sent},
+        )
+        [(campaign,)] = (await session.execute(text("SELECT id FROM campaign WHERE name = '秋季焕新'"))).all()
+        for i, person in enumerate(people):
+            await session.execute(
+                text(
+                    "INSERT INTO campaign_target (campaign_id, wave, person_id, variant, channel, guide_id, store_id,"
+                    " outcome, due_at, attempts, sent_at, last_error)"
+                    " VALUES (:c, 0, :p, 'default', 'wecom', '', '', :o, :at, 0, :sent, '')"
+                ),
+                {"c": campaign, "p": person, "o": "sent" if i < 2 else "control", "at": sent,
+                 "sent": sent if i < 2 else None},
+            )
+        await session.execute(
+            text(
+                "INSERT INTO orders (order_id, person_id, channel, store_id, paid_at, amount_fen, coupon_code, status)"
+                " VALUES ('EFFECT1', :p, 'pos', 'S001', '2026-10-22 15:00:00', 39900, '', 'paid')"
+            ),
+            {"p": people[0]},
+        )
+    try:
+        refused = await chat.say("GS0011", "统计秋季焕新的效果")
+        assert refused.outcome == "refused"
+        answer = await chat.say("MKT01", "统计秋季焕新的效果")
+        assert (answer.family, answer.outcome, answer.size) == ("report", "done", 4), answer.text
+        assert answer.image_path and Path(answer.image_path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "50" in answer.text and "399" in answer.text, answer.text  # 1 of 2 treated bought 399 元
+    finally:  # the module's sample stays the sample for the other tests
+        async with chat.db.transaction() as session:
+            await session.execute(text("DELETE FROM orders WHERE order_id = 'EFFECT1'"))
+            await session.execute(text("DELETE FROM campaign_target WHERE campaign_id = :c"), {"c": campaign})
+            await session.execute(text("DELETE FROM campaign WHERE id = :c"), {"c": campaign})

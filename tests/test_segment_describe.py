@@ -39,7 +39,7 @@ VOCAB = Vocabulary(
 
 
 def test_the_examples_of_commands_md() -> None:
-    assert describe(And((Tag("city", eq("上海")), Tag("lifecycle", eq("忠诚"))))) == "上海的会员，且生命周期为忠诚"
+    assert describe(And((Tag("city", eq("上海")), Tag("lifecycle", eq("忠诚"))))) == "城市为上海，且生命周期为忠诚"
     example_1 = And(
         (
             OrderMetric("count", Compare("ge", 2), days(90)),
@@ -66,7 +66,7 @@ def test_the_examples_of_commands_md() -> None:
             Tag("is_member", eq("是")),
         )
     )
-    assert describe(example_8) == "今年消费金额≥5000元，且近90天没有购买，且女性，且是会员"
+    assert describe(example_8) == "今年消费金额≥5000元，且近90天没有购买，且是女性，且是会员"
 
 
 def test_names_money_windows_and_negations() -> None:
@@ -109,6 +109,36 @@ def test_every_node_reads_and_every_phrase_comes_from_texts() -> None:
     ]
     readings = [describe(n, VOCAB, T) for n in nodes]
     assert all(readings)
-    assert readings[6] == "近365天（2025-11-02至2026-11-01）购买品牌木棉的金额在100元至500元之间"
+    assert readings[6] == "近365天（2025-11-02至2026-11-01）购买木棉品牌的金额在100元至500元之间"
     assert readings[7] == "券核销率≥50%"
     assert readings[8] == "生日在12月"
+
+
+def test_readings_say_what_the_tree_says_in_plain_chinese() -> None:
+    # a city is the member record's city: no "会员" the tree does not say
+    assert describe(Tag("city", eq("上海"))) == "城市为上海"
+    assert describe(Not(Tag("city", eq("上海")))) == "城市不是上海"
+    assert describe(Tag("gender", eq("F"))) == "是女性"
+    # a campaign named …活动 is not read "…活动活动"
+    assert describe(CampaignTouch("会员日活动", "received")) == "收到过会员日活动"
+    assert describe(Not(CampaignTouch("会员日活动", "redeemed"))) == "没有核销过会员日活动的券"
+    assert describe(CampaignTouch("CP001", "joined")) == "参加过CP001活动"
+    # brands, held coupons
+    assert describe(Bought(days(30), Item("brand", "木棉"))) == "近30天买过木棉品牌"
+    assert describe(Tag("coupon_outstanding", eq("是"))) == "持有已领取未核销的券"
+    assert describe(CouponHeld(days(30))) == "近30天领的券中有至今未核销的"
+    # "at any time" (老客 after 半年内没回购) has no dates to show
+    ever = And((Not(Bought(days(180))), Bought(Window("days", 36_500))))
+    assert describe(ever, today=T) == "近180天（2026-05-06至2026-11-01）没有购买，且曾经有购买"
+    # not ≥ 2 orders is < 2 (counts and sums are 0 without orders); not for aov, absent then
+    assert describe(Not(OrderMetric("count", Compare("ge", 2), days(365)))) == "近365天消费次数<2次"
+    assert describe(Not(OrderMetric("amount", Compare("gt", 100_000), days(30)))) == "近30天消费金额≤1000元"
+    assert describe(Not(OrderMetric("aov", Compare("gt", 30_000), days(30)))) == "不满足（近30天客单价>300元）"
+    only_online = And(
+        (
+            Bought(days(365), where=Where(channels=("miniapp", "ecom", "oa_mall"))),
+            Not(Bought(days(365), where=Where(channels=("pos",)))),
+        )
+    )
+    assert describe(only_online) == "近365天在小程序、电商或公众号商城有购买，且近365天在门店没有购买"
+    assert describe(Did("add_contact", Window("week", -1))) == "上周添加过导购企微"

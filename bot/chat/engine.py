@@ -448,6 +448,10 @@ class _Context:
         from bot.report_chart import render_chart, render_text, save_chart
         from profile_store.reports import report
 
+        if command.campaign and command.segment is None:
+            measured = await self.campaign_effect(command.campaign)
+            if measured is not None:
+                return measured
         scope = await self.scope()
         among: list[str] | None = None
         restrict = command.segment
@@ -475,6 +479,25 @@ class _Context:
         return Reply(
             "report", "done", text, image_path=image, reading=reading, size=len(among) if among is not None else None
         )
+
+    async def campaign_effect(self, name: str) -> Reply | None:
+        """"统计双11活动的效果": the effect report of a campaign we ran (targeted, sent,
+        conversion against the control group, uplift); None when no campaign has that name (the
+        figures then come from the events that carry it)."""
+        from bot.effect_chart import render_effect_chart, render_effect_text
+        from bot.report_chart import save_chart
+        from campaigns.measure import UnknownCampaign, effect
+
+        if self.asker.role not in WRITE_ROLES:
+            return Reply("report", "refused", texts.CHAT_ROLE_NEEDED.format(action=texts.CHAT_ACTION_REPORT))
+        try:
+            measured = await effect(self.a.db, name, today=self.today, tz=self.a.settings.tz)
+        except UnknownCampaign:
+            return None
+        key = hashlib.sha256(f"effect|{name}|{self.moment.isoformat()}".encode()).hexdigest()[:16]
+        image = str(save_chart(render_effect_chart(measured), Path(self.a.settings.media_dir), key))
+        return Reply("report", "done", render_effect_text(measured), image_path=image, reading=name,
+                     size=measured.total.targeted)
 
     # ------------------------------------------------------------------ campaigns (drafts)
 

@@ -89,10 +89,31 @@ class Settings(BaseSettings):
     # of work a command first answers "正在圈选…".
     confirm_minutes: float = Field(10.0, gt=0, alias="QIANMIAN_CONFIRM_MINUTES")
     working_notice_seconds: float = Field(1.0, ge=0, alias="QIANMIAN_WORKING_NOTICE_SECONDS")
+    # `qianmian serve`: how many worker processes process callbacks and send the outbox beside
+    # the HTTP edge (0: the one process does everything; unset: 1 on PostgreSQL, 0 on SQLite,
+    # whose single write lock is shared better within one process than across processes); how
+    # often an idle worker looks for new callbacks; how much lower a worker's CPU priority is
+    # than the edge's (nice increment), so answering Tencent comes first when both want the CPU.
+    serve_workers: int | None = Field(None, ge=0, le=64, alias="QIANMIAN_SERVE_WORKERS")
+    worker_poll_seconds: float = Field(0.02, gt=0, alias="QIANMIAN_WORKER_POLL")
+    worker_nice: int = Field(0, ge=0, le=19, alias="QIANMIAN_WORKER_NICE")
+    # Campaigns and journeys (issue 6): at most CAP_MESSAGES marketing messages per person within
+    # any CAP_DAYS days, across all campaigns and journeys; no sends in the quiet hours (local
+    # time, "HH:MM-HH:MM", start included, end excluded; a send inside them waits for the end).
+    cap_messages: int = Field(2, ge=0, alias="QIANMIAN_CAP_MESSAGES")
+    cap_days: int = Field(7, ge=1, alias="QIANMIAN_CAP_DAYS")
+    quiet_hours: str = Field(
+        "21:00-09:00", alias="QIANMIAN_QUIET_HOURS", pattern=r"^(off|([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d)$"
+    )
 
     def today(self) -> date:
         """T by default: today in the business time zone."""
         return datetime.now(ZoneInfo(self.tz)).date()
+
+    @field_validator("serve_workers", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("wechat_accounts", mode="before")
     @classmethod
@@ -131,6 +152,12 @@ class Settings(BaseSettings):
         for account in self.wechat_accounts:
             accounts[account.app_id] = account
         return accounts
+
+    def workers_for_serve(self) -> int:
+        """QIANMIAN_SERVE_WORKERS, or when unset: 1 on PostgreSQL, 0 (one process) on SQLite."""
+        if self.serve_workers is not None:
+            return self.serve_workers
+        return 0 if self.database_url.startswith("sqlite") else 1
 
     def missing_for_serve(self) -> list[str]:
         """Names of the variables `serve` cannot start without (runtime.md)."""

@@ -289,9 +289,19 @@ CHAT_NO_PENDING = "没有等待确认的操作。"
 CHAT_PENDING_LAPSED = "上一个操作已超过 {minutes} 分钟未确认，已作废，请重新发送命令。"
 CHAT_CANCELLED = "已取消。"
 CHAT_CAMPAIGN_PREVIEW = (
-    "营销草稿：{who}，共 {count} 人\n渠道：{channel}\n内容：{content}\n时间：{when}\n"
-    "（发送功能即将开放：草稿已记下，暂不会发出任何消息。）"
+    "营销活动“{name}”预览：目标 {targeted} 人\n内容：{content}\n发送时间：{when}（免打扰时段顺延）\n"
+    "将发出 {planned} 条（{channels}）\n不发送：对照组 {control} 人（用于衡量效果）、超出频次上限 {capped} 人、"
+    "已退订 {opted_out} 人、无法触达 {unreachable} 人（其中企微本月额度已满 {quota} 人）\n"
+    "回复“确认”排期发送，回复“取消”放弃（{minutes} 分钟内有效）。"
 )
+CHAT_CAMPAIGN_SCHEDULED = (
+    "已排期营销活动“{name}”：{when} 起发送 {planned} 条（{channels}）；对照组 {control} 人，"
+    "频次上限 {capped} 人、已退订 {opted_out} 人、无法触达 {unreachable} 人不发送。"
+    "之后可以说“统计{name}的效果”。"
+)
+CHAT_CAMPAIGN_CHANNEL_NAMES = {
+    "wecom": "企微导购", "oa_template": "公众号模板消息", "oa_custom": "公众号客服消息", "sms": "短信",
+}
 CHAT_CAMPAIGN_CHANNELS = {"wecom": "企业微信（导购一对一）", "oa": "公众号", "any": "企业微信或公众号（自动选择）"}
 CHAT_CAMPAIGN_NOW = "确认后立即发送"
 CHAT_CAMPAIGN_COUPON_CASH = "{value}元{threshold}券"
@@ -310,8 +320,7 @@ CHAT_REPORT_SCOPE_MANAGER = "（只统计{store}的顾客）"
 CHAT_FAILED = "处理这条命令时出错了，已记录（编号 {key}），请稍后再试。"
 CHAT_ASK_SENT_IMAGE = "[图片] {path}"
 CHAT_CONFIRM_WORD = "确认"
-CHAT_CAMPAIGN_NOT_YET = "发送功能将在下一个版本开放：这次没有发出任何消息。"
-DEMO_SCENE_CHAT = "场景八：市场部在企业微信里对机器人说中文：圈人、打标签（先预览、再确认）、统计、营销草稿"
+DEMO_SCENE_CHAT = "场景八：市场部在企业微信里对机器人说中文：圈人、打标签（先预览、再确认）、统计、营销活动预览"
 DEMO_CHAT_ASK = "  {userid} 发送：{command}"
 DEMO_CHAT_PICTURE = "[图表图片]"
 DEMO_CHAT_COMMANDS = (

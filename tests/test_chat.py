@@ -298,14 +298,25 @@ async def test_sales_by_channel_last_month_with_a_chart(chat: Chat) -> None:
 # ---------------------------------------------------------------------------------- campaigns, notices, audit
 
 
-async def test_campaign_commands_are_drafts(chat: Chat) -> None:
-    refused = await chat.say("GS0011", "给上海门店的价格导向会员下周一上午10点发30元无门槛券")
+async def test_campaigns_are_previewed_then_scheduled(chat: Chat) -> None:
+    words = "给上海门店的价格导向会员下周一上午10点发30元无门槛券"
+    refused = await chat.say("GS0011", words)
     assert refused.outcome == "refused"
-    draft = await chat.say("MKT01", "给上海门店的价格导向会员下周一上午10点发30元无门槛券")
+    draft = await chat.say("MKT01", words)
     assert (draft.family, draft.outcome, draft.size) == ("campaign", "preview", 12), draft.text
     assert "2026-11-02 10:00" in draft.text and "30元无门槛券" in draft.text
-    sent = await chat.say("MKT01", "确认")
-    assert sent.text == texts.CHAT_CAMPAIGN_NOT_YET
+    assert await chat.rows("SELECT * FROM campaign") == []  # a preview writes nothing
+    scheduled = await chat.say("MKT01", "确认")
+    assert (scheduled.family, scheduled.outcome, scheduled.size) == ("campaign", "done", 12), scheduled.text
+    [campaign] = await chat.rows("SELECT id, name, status, send_at, confirmed_by FROM campaign")
+    assert (campaign.status, campaign.confirmed_by) == ("scheduled", "MKT01")
+    outcomes = await chat.rows(
+        "SELECT outcome, COUNT(*) AS n FROM campaign_target WHERE campaign_id = :c GROUP BY outcome", c=campaign.id
+    )
+    assert sum(r.n for r in outcomes) == 12  # one row per targeted person, whatever their outcome
+    async with chat.db.transaction() as session:  # the module's sample stays the sample
+        await session.execute(text("DELETE FROM campaign_target WHERE campaign_id = :c"), {"c": campaign.id})
+        await session.execute(text("DELETE FROM campaign WHERE id = :c"), {"c": campaign.id})
 
 
 async def test_long_work_sends_a_notice_first(sample_url: str, tmp_path: Path) -> None:

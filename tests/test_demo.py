@@ -48,5 +48,5 @@ async def test_demo_plays_the_story_and_shows_no_phone(tmp_path: Path) -> None:
         assert any(a.startswith("我理解为：") for a in answers[command]), (command, answers[command])
     assert any("已给" in a and "高潜客" in a for a in answers["确认"])  # the label, after the preview
     assert texts.DEMO_CHAT_PICTURE in answers["对比一下各渠道上个月的销售额"]
-    assert any("营销草稿" in a for a in answers["给上海门店的价格导向会员下周一上午10点发30元无门槛券"])
+    assert any("预览" in a for a in answers["给上海门店的价格导向会员下周一上午10点发30元无门槛券"])
     assert any("没能理解" in a or "没有完全听懂" in a for a in answers["圈选喜欢火星的会员"])

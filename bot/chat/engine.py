@@ -360,8 +360,8 @@ class _Context:
                 return Reply("confirm", "done", texts.CHAT_CANCELLED, reading=pending.get("reading", ""))
             if pending.get("kind") == "label":
                 return await self._apply_label(session, pending)
-            if pending.get("kind") == "campaign":
-                return Reply("campaign", "refused", texts.CHAT_CAMPAIGN_NOT_YET, reading=pending.get("reading", ""))
+        if pending.get("kind") == "campaign":  # planning takes its own transaction
+            return await self._schedule(pending)
         return Reply("confirm", "refused", texts.CHAT_NO_PENDING)
 
     async def _apply_label(self, session: Any, pending: dict[str, Any]) -> Reply:
@@ -502,6 +502,11 @@ class _Context:
     # ------------------------------------------------------------------ campaigns (drafts)
 
     async def campaign(self, command: CampaignCommand) -> Reply:
+        """A preview of what the campaign would do now: who, how many messages through which
+        channel, and how many are held back (control group, caps, opt-outs, unreachable)."""
+        from campaigns.drafts import campaign_of, draft_of
+        from campaigns.plan import PlanRules, preview
+
         if self.asker.role not in WRITE_ROLES:
             return Reply("campaign", "refused", texts.CHAT_ROLE_NEEDED.format(action=texts.CHAT_ACTION_CAMPAIGN))
         found = await self.scoped(command.segment)
@@ -509,22 +514,54 @@ class _Context:
             return replace(found, family="campaign")
         resolved, tree, _ = found
         reading = self.read(resolved)
-        total, _ = await self.evaluate(tree)
-        answer = texts.CHAT_CAMPAIGN_PREVIEW.format(
-            who=reading,
-            count=total,
-            channel=texts.CHAT_CAMPAIGN_CHANNELS.get(command.channel, command.channel),
-            content=_offer(command, self.vocabulary),
-            when=command.send_at.strftime("%Y-%m-%d %H:%M") if command.send_at else texts.CHAT_CAMPAIGN_NOW,
+        name = f"{segment_name(self.text)[:20]}-{self.moment:%m%d%H%M}"
+        draft = draft_of(command, tree, name=name, reading=reading, by=self.asker.guide_id)
+        planned = await preview(
+            self.a.db, campaign_of(draft), now=self.moment, today=self.today,
+            rules=PlanRules.from_settings(self.a.settings),
         )
+        answer = "\n".join((
+            texts.CHAT_READING.format(reading=reading),
+            texts.CHAT_CAMPAIGN_PREVIEW.format(
+                name=draft["name"],
+                content=_offer(command, self.vocabulary),
+                when=_local(planned.due_at, self.a.settings.tz),
+                **_plan_figures(planned),
+                minutes=_minutes(self.a.settings.confirm_minutes),
+            ),
+        ))
         async with self.a.db.transaction() as session:
             await chat_store.remember(
                 session,
                 self.asker.guide_id,
-                pending={"kind": "campaign", "tree": seg.to_json(tree), "reading": reading, "text": self.text},
+                pending={"kind": "campaign", "draft": draft, "reading": reading, "text": self.text},
                 expires_at=datetime.now(UTC) + timedelta(minutes=self.a.settings.confirm_minutes),
             )
-        return Reply("campaign", "preview", answer, reading=reading, size=total)
+        return Reply("campaign", "preview", answer, reading=reading, size=planned.targeted)
+
+    async def _schedule(self, pending: dict[str, Any]) -> Reply:
+        """The confirmed draft stored (status scheduled) and planned: one row per person."""
+        from campaigns.drafts import campaign_of
+        from campaigns.plan import PlanRules, plan
+        from profile_store.campaigns import create_campaign, name_taken
+
+        draft = dict(pending["draft"])
+        async with self.a.db.transaction() as session:
+            base, n = str(draft["name"]), 1
+            while await name_taken(session, str(draft["name"])):
+                n += 1
+                draft["name"] = f"{base}-{n}"
+            campaign = campaign_of(draft, status="scheduled")
+            campaign.confirmed_by, campaign.confirmed_at = self.asker.guide_id, datetime.now(UTC)
+            campaign_id = await create_campaign(session, campaign)
+        planned = await plan(
+            self.a.db, campaign_id, now=self.moment, today=self.today, rules=PlanRules.from_settings(self.a.settings)
+        )
+        self.a.forget_vocabulary()  # its name is a word now ("统计<name>的效果")
+        answer = texts.CHAT_CAMPAIGN_SCHEDULED.format(
+            name=draft["name"], when=_local(planned.due_at, self.a.settings.tz), **_plan_figures(planned)
+        )
+        return Reply("campaign", "done", answer, reading=str(pending.get("reading", "")), size=planned.targeted)
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -599,6 +636,22 @@ def _who(ref: PersonRef) -> str:
     if ref.member_id:
         return ref.member_id
     return f"{ref.name or ''}{'（' + ref.store_id + '）' if ref.store_id else ''}"
+
+
+def _local(moment: datetime | None, tz: str) -> str:
+    return moment.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+def _plan_figures(planned: Any) -> dict[str, Any]:
+    """The counts of a PlanReport as the preview and the confirmation say them."""
+    channels = "、".join(
+        f"{texts.CHAT_CAMPAIGN_CHANNEL_NAMES.get(c, c)} {n}" for c, n in sorted(planned.by_channel.items()) if n
+    )
+    return {
+        "targeted": planned.targeted, "planned": planned.planned, "channels": channels or "-",
+        "control": planned.control, "capped": planned.capped, "opted_out": planned.opted_out,
+        "unreachable": planned.unreachable, "quota": planned.wecom_quota_exhausted,
+    }
 
 
 def _minutes(value: float) -> str:

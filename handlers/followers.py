@@ -18,6 +18,7 @@ from bot.callback_xml import ScanEvent, SubscribeEvent, UnsubscribeEvent
 from bot.dispatcher import Router
 from bot.settings import Settings
 from bot.tencent.errors import TencentError
+from profile_store.campaigns import opt_out_follower
 from profile_store.identity import IdentityGraph
 from profile_store.live import LiveFact, record_fact
 
@@ -73,3 +74,5 @@ async def on_follow_change(
             qr_state=qr_state,
         ),
     )
+    if kind == "unfollow":  # nothing more from the official account, for good, even after a re-follow
+        await opt_out_follower(session, graph, event.account, event.openid, reason="unsubscribe")

@@ -42,6 +42,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from profile_store.bulk import analyze, dialect_of, rowcount, temp_table
 from profile_store.db import lock_for
+from profile_store.identity import IdentityGraph
 from profile_store.models import Campaign
 
 # Planning is serialised across processes: two campaigns planned at once would each count the
@@ -144,6 +145,17 @@ async def opt_out(
         {"person": person_id, "channel": channel, "at": _utc(at or datetime.now(UTC)), "reason": reason[:200]},
     )
     return rowcount(result) > 0
+
+
+async def opt_out_follower(
+    session: AsyncSession, graph: IdentityGraph, appid: str, openid: str, *, reason: str
+) -> bool:
+    """An official-account follower opts out of its marketing ("退订", or unfollowing). A follower
+    is known by their follow (a person already); an openid never seen belongs to nobody yet: False."""
+    person = await graph.person_for(session, "openid", f"{appid}/{openid}")
+    if person is None:
+        return False
+    return await opt_out(session, person, "oa", reason)
 
 
 async def lock_planning(session: AsyncSession) -> None:

@@ -27,6 +27,7 @@ from aiohttp import BodyPartReader, web
 from bot.simulator.common import Clock, Ctx, SimError, UploadedFile, random_id
 from bot.simulator.oa_api import Follower, OfficialAccount, OfficialAccounts
 from bot.simulator.oauth import AUTHORIZE_PATH, WeComOAuth
+from bot.simulator.sms import GROUPMSG_LIST_V2, SMS_PATH, SmsGateway, groupmsg_list_v2
 from bot.simulator.wecom_api import ExternalContact, WeComCorp
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,11 @@ class TencentSimulator:
         self._faults: defaultdict[str, _Faults] = defaultdict(_Faults)
         self.oauth = WeComOAuth(self.clock, corp_id, agent_id)
         self._wecom_routes = {**self.wecom.routes(), **self.oauth.routes()}
+        self._wecom_routes.setdefault(GROUPMSG_LIST_V2, lambda ctx: groupmsg_list_v2(self.wecom, ctx))
         self._oa_routes = self.oa.routes()
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        self.sms = SmsGateway()  # POST {base_url}/sim/sms/send (campaigns.sms.SimulatorSms)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -112,6 +115,7 @@ class TencentSimulator:
         app.router.add_get(CONTACT_WAY_QR_PATH + "{config_id}.png", self._contact_way_qr)
         app.router.add_route("*", "/cgi-bin/{tail:.*}", self._handle)
         app.router.add_get(AUTHORIZE_PATH, self._authorize)  # open.weixin.qq.com in production
+        app.router.add_post(SMS_PATH, self.sms.handle)  # an SMS provider in production
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

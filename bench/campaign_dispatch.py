@@ -4,7 +4,7 @@
   into `campaign_target`, with their identifiers (external_userid / openid / encrypted phone):
   `--oa-share` and `--sms-share` of them OA template messages and SMS, the rest WeCom customers of
   `--per-guide` customers per guide (one add_msg_template call per guide).
-- The simulator (with its monthly-quota check made incremental, as in the tests) runs in this
+- The simulator runs in this
   process; each measurement runs in a child process (its own peak memory: VmHWM).
 - Baseline, same run: the same calls posted straight to the simulator (one add_msg_template per
   guide with the same external_userids, one template/send per OA row and one SMS per SMS row, at
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import calendar
 import json
 import os
 import sys
@@ -55,23 +54,6 @@ def hwm_mb() -> float:
     return float("nan")
 
 
-def fast_quota(sim: TencentSimulator) -> None:
-    """Same monthly quota rule as the simulator, counted incrementally (its own check is O(n²))."""
-    corp = sim.wecom
-    received: Counter[tuple[str, int, int]] = Counter()
-    seen: set[str] = set()
-
-    def used(external_userid: str, now: float) -> bool:
-        if len(seen) < len(corp.group_msgs):  # new mass messages since the last look
-            for msgid, msg in list(corp.group_msgs.items())[len(seen) :]:
-                seen.add(msgid)
-                local = datetime.fromtimestamp(msg.created_at, SHANGHAI)
-                for e in {r.external_userid for r in msg.results}:
-                    received[(e, local.year, local.month)] += 1
-        local = datetime.fromtimestamp(now, SHANGHAI)
-        return received[(external_userid, local.year, local.month)] >= calendar.monthrange(local.year, local.month)[1]
-
-    corp._month_quota_used = used  # type: ignore[method-assign]
 
 
 def fresh_pg(admin_url: str, name: str) -> str:
@@ -260,7 +242,6 @@ async def parent(args: argparse.Namespace, url: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         plan = Path(tmp) / "plan.json"
         async with TencentSimulator() as sim:
-            fast_quota(sim)
             result["seed"] = await seed(url, sim, args, plan)
             result["baseline"] = await run_child("baseline", url, sim, args, plan)
             procs = [run_child("dispatch", url, sim, args, plan) for _ in range(args.processes)]

@@ -111,14 +111,15 @@ async def _update_groups(
 
 
 async def claim(session: AsyncSession, *, now: datetime, lease: float, limit: int) -> tuple[list[Target], datetime]:
-    """Lease up to `limit` due planned rows (paused and cancelled campaigns left out), in
+    """Lease up to `limit` due planned rows of scheduled or running campaigns (drafts, paused and
+    cancelled ones left out; journeys are campaigns too), in
     (due_at, campaign, wave, guide) order. Returns the rows and the lease's own `claimed_until`
     (unique per claim: it tells this claim's rows from other processes' in the cap re-check)."""
     await lock_for(session, LOCK_CAMPAIGN_SEND)
     until = now + timedelta(seconds=lease, microseconds=uuid.uuid4().int % 1_000_000)
     where = (
         "outcome = 'planned' AND due_at <= :now AND (claimed_until IS NULL OR claimed_until < :now)"
-        " AND campaign_id NOT IN (SELECT id FROM campaign WHERE status IN ('paused', 'cancelled'))"
+        " AND campaign_id IN (SELECT id FROM campaign WHERE status IN ('scheduled', 'running'))"
     )
     order = "ORDER BY due_at, campaign_id, wave, guide_id LIMIT :n"
     if dialect_of(session) == "postgresql":

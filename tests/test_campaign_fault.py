@@ -27,7 +27,7 @@ from profile_store import campaign_outbox as co
 from profile_store.db import Database
 from profile_store.pii import PiiVault
 from tests.conftest import PG_ADMIN_URL, TEST_SECRET, _pg_admin, _pg_url
-from tests.test_campaign_dispatch import ADD_MSG, Shop, fast_quota
+from tests.test_campaign_dispatch import ADD_MSG, Shop
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +73,6 @@ async def test_two_processes_one_killed_every_person_gets_exactly_one(pg_url: st
     started = time.monotonic()
     db = Database(pg_url)
     async with TencentSimulator() as sim:
-        fast_quota(sim)
         shop = Shop(db, PiiVault(TEST_SECRET), sim)
         cid = await shop.campaign("故障演练", [{"name": "A", "content": "周年庆满300减50"}])
         specs: list[dict[str, str]] = []

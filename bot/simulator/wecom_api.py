@@ -123,6 +123,9 @@ class WeComCorp:
         self.app_messages: list[AppMessage] = []
         self.media: dict[str, tuple[str, UploadedFile, float]] = {}
         self.group_msgs: dict[str, GroupMsg] = {}
+        # (external_userid, year, month) → mass messages received: the monthly quota, counted
+        # as messages are stored (a scan of every message per recipient is O(n²) at 20 000).
+        self.received_in_month: dict[tuple[str, int, int], int] = {}
 
     # ------------------------------------------------------------------ state helpers (tests, driver)
 
@@ -421,20 +424,17 @@ class WeComCorp:
         if not msg.results:
             raise SimError(41048, "no valid external user")
         self.group_msgs[msg.msgid] = msg
+        sent = datetime.fromtimestamp(msg.created_at, _SHANGHAI)
+        for external_userid in dict.fromkeys(r.external_userid for r in msg.results):
+            key = (external_userid, sent.year, sent.month)
+            self.received_in_month[key] = self.received_in_month.get(key, 0) + 1
         return {"fail_list": fail_list, "msgid": msg.msgid}
 
     def _month_quota_used(self, external_userid: str, now: float) -> bool:
         # A customer receives at most as many mass messages a month as the month has days (doc 92135).
         today = datetime.fromtimestamp(now, _SHANGHAI)
         days = calendar.monthrange(today.year, today.month)[1]
-        received = 0
-        for msg in self.group_msgs.values():
-            sent = datetime.fromtimestamp(msg.created_at, _SHANGHAI)
-            if (sent.year, sent.month) == (today.year, today.month) and any(
-                r.external_userid == external_userid for r in msg.results
-            ):
-                received += 1
-        return received >= days
+        return self.received_in_month.get((external_userid, today.year, today.month), 0) >= days
 
     def get_groupmsg_send_result(self, ctx: Ctx) -> dict[str, Any]:
         body = ctx.json()

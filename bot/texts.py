@@ -299,6 +299,18 @@ CHAT_CAMPAIGN_SCHEDULED = (
     "频次上限 {capped} 人、已退订 {opted_out} 人、无法触达 {unreachable} 人不发送。"
     "之后可以说“统计{name}的效果”。"
 )
+CHAT_CONTROL_VERBS = {"pause": "暂停", "resume": "恢复", "cancel": "取消"}
+CHAT_CAMPAIGN_STATUS = {
+    "draft": "草稿", "scheduled": "已排期", "running": "发送中", "paused": "已暂停", "cancelled": "已取消",
+    "done": "已结束",
+}
+CHAT_CONTROL_PREVIEW = (
+    "将{verb}营销活动“{name}”（当前{status}，还有 {waiting} 条未发送）。"
+    "回复“确认”执行，回复“取消”放弃（{minutes} 分钟内有效）。"
+)
+CHAT_CONTROL_NOT_NOW = "营销活动“{name}”当前{status}，不能{verb}。"
+CHAT_CONTROL_CHANGED = "营销活动“{name}”的状态刚刚变了，没有{verb}，请再看一下。"
+CHAT_CONTROL_DONE = "营销活动“{name}”现在{status}。"
 CHAT_CAMPAIGN_CHANNEL_NAMES = {
     "wecom": "企微导购", "oa_template": "公众号模板消息", "oa_custom": "公众号客服消息", "sms": "短信",
 }

@@ -47,6 +47,14 @@ class CampaignCommand:
     name: str = ""
 
 
+@dataclass(frozen=True)
+class CampaignControlCommand:
+    """暂停 / 恢复 / 取消 a campaign we run ("暂停双11大促", "取消双11大促活动"): previewed, then confirmed."""
+
+    action: Literal["pause", "resume", "cancel"]
+    campaign: str
+
+
 ReportMeasure = Literal["sales", "orders", "customers", "conversion", "redemption", "aov"]
 ReportDimension = Literal["channel", "store", "city", "lifecycle", "rfm", "category"]
 
@@ -118,6 +126,7 @@ class NotUnderstood:
 Command: TypeAlias = (
     SegmentCommand
     | CampaignCommand
+    | CampaignControlCommand
     | ReportCommand
     | PortraitCommand
     | LabelCommand

@@ -30,6 +30,7 @@ from typing import Any
 from nlp.examples import EXAMPLES
 from nlp.intent import (
     CampaignCommand,
+    CampaignControlCommand,
     Command,
     CouponOffer,
     HelpCommand,
@@ -1149,6 +1150,9 @@ def parse_command(text: str, vocab: Vocabulary, now: datetime) -> Command:
         return ReplyCommand(yes=True)
     if bare.lower() in _NO:
         return ReplyCommand(yes=False)
+    control = _campaign_control(bare, vocab)
+    if control is not None:
+        return control
     today = local_now(now).date()
     masked = _QUOTED.sub("§", clean)  # words inside quotes are content, never commands
     if ("标签" in masked or "§" in masked) and (_LABEL_ADD.search(masked) or _LABEL_REMOVE.search(masked)):
@@ -1179,6 +1183,32 @@ def parse_command(text: str, vocab: Vocabulary, now: datetime) -> Command:
                 return PortraitCommand(person)
         return segment
     return SegmentCommand(segment, count_only=count_only, save_as=save_as)
+
+
+_CONTROL = re.compile(
+    r"^(?:请|帮我)?(暂停|停一下|恢复|继续|重新开始|取消|停止|终止|撤销)(?:发送|推送)?(?:营销)?(?:活动)?(.+?)"
+    r"(?:活动|营销|的发送|的推送|发送|推送)?(?:吧|一下)?$"
+)
+_CONTROL_ACTIONS = {
+    "暂停": "pause", "停一下": "pause", "恢复": "resume", "继续": "resume", "重新开始": "resume",
+    "取消": "cancel", "停止": "cancel", "终止": "cancel", "撤销": "cancel",
+}
+
+
+def _campaign_control(bare: str, vocab: Vocabulary) -> CampaignControlCommand | NotUnderstood | None:
+    """"暂停双11大促" / "取消双11大促活动" / "恢复发送双11大促": only for a campaign we know by name
+    (a bare "取消" answers a preview; "取消" before other words is not a campaign's)."""
+    match = _CONTROL.match(bare)
+    if match is None:
+        return None
+    name = match.group(2).strip("“”\"「」 ")
+    action = _CONTROL_ACTIONS[match.group(1)]
+    for candidate in (name, name + "活动", name.removesuffix("活动")):
+        if candidate and candidate in vocab.campaigns:
+            return CampaignControlCommand(action, candidate)  # type: ignore[arg-type]
+    if action in ("pause", "resume") and name:  # only campaigns are paused: say which one is unknown
+        return NotUnderstood(unknown=(("campaign", name),), suggestions=suggest(bare))
+    return None
 
 
 def _person(clean: str, lexicon: Lexicon) -> PersonRef | None:

@@ -557,3 +557,57 @@ __all__ = [
     "targets",
     "write_targets",
 ]
+
+
+# ---------------------------------------------------------------------------------- pause, resume, cancel
+
+# action → (statuses it applies to, the status it leaves)
+STATUS_CHANGES = {
+    "pause": (("scheduled", "running"), "paused"),
+    "resume": (("paused",), "scheduled"),
+    "cancel": (("draft", "scheduled", "running", "paused"), "cancelled"),
+}
+
+
+@dataclass(frozen=True)
+class CampaignState:
+    campaign_id: int
+    name: str
+    status: str
+    waiting: int  # planned rows not sent yet
+
+
+async def campaign_state(session: AsyncSession, name: str) -> CampaignState | None:
+    row = (
+        await session.execute(
+            text(
+                "SELECT c.id, c.name, c.status, (SELECT COUNT(*) FROM campaign_target t WHERE t.campaign_id = c.id"
+                " AND t.outcome = 'planned') FROM campaign c WHERE c.name = :n"
+            ),
+            {"n": name},
+        )
+    ).first()
+    return None if row is None else CampaignState(int(row[0]), str(row[1]), str(row[2]), int(row[3]))
+
+
+async def change_status(session: AsyncSession, campaign_id: int, action: str) -> str | None:
+    """Pause, resume or cancel; the new status, or None when the campaign's status does not allow
+    it. A cancelled campaign's waiting rows end as `expired` at once (nothing of it is sent)."""
+    allowed, new = STATUS_CHANGES[action]
+    changed = await session.execute(
+        text("UPDATE campaign SET status = :new WHERE id = :c AND status IN :allowed").bindparams(
+            bindparam("allowed", expanding=True)
+        ),
+        {"new": new, "c": campaign_id, "allowed": list(allowed)},
+    )
+    if not rowcount(changed):
+        return None
+    if new == "cancelled":
+        await session.execute(
+            text(
+                "UPDATE campaign_target SET outcome = 'expired', claimed_until = NULL,"
+                " last_error = 'campaign cancelled' WHERE campaign_id = :c AND outcome = 'planned'"
+            ),
+            {"c": campaign_id},
+        )
+    return new

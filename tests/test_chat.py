@@ -314,9 +314,35 @@ async def test_campaigns_are_previewed_then_scheduled(chat: Chat) -> None:
         "SELECT outcome, COUNT(*) AS n FROM campaign_target WHERE campaign_id = :c GROUP BY outcome", c=campaign.id
     )
     assert sum(r.n for r in outcomes) == 12  # one row per targeted person, whatever their outcome
+    planned = sum(r.n for r in outcomes if r.outcome == "planned")
+
+    # Pause, resume, cancel: each previewed, then confirmed; a guide may not.
+    assert (await chat.say("GS0011", f"暂停{campaign.name}")).outcome == "refused"
+    paused = await chat.say("MKT01", f"暂停{campaign.name}")
+    assert (paused.outcome, paused.size) == ("preview", planned), paused.text
+    assert (await chat.say("MKT01", "确认")).outcome == "done"
+    assert await status_of(chat, campaign.id) == "paused"
+    assert (await chat.say("MKT01", f"暂停{campaign.name}")).outcome == "refused"  # already paused
+    await chat.say("MKT01", f"恢复{campaign.name}")
+    await chat.say("MKT01", "确认")
+    assert await status_of(chat, campaign.id) == "scheduled"
+    await chat.say("MKT01", f"取消{campaign.name}活动")
+    assert (await chat.say("MKT01", "确认")).outcome == "done"
+    assert await status_of(chat, campaign.id) == "cancelled"
+    left = await chat.rows(
+        "SELECT COUNT(*) AS n FROM campaign_target WHERE campaign_id = :c AND outcome = 'planned'", c=campaign.id
+    )
+    assert left[0].n == 0  # nothing of a cancelled campaign will be sent
+    unknown = await chat.say("MKT01", "暂停火星大促")
+    assert unknown.outcome == "not_understood" and "火星大促" in unknown.text
     async with chat.db.transaction() as session:  # the module's sample stays the sample
         await session.execute(text("DELETE FROM campaign_target WHERE campaign_id = :c"), {"c": campaign.id})
         await session.execute(text("DELETE FROM campaign WHERE id = :c"), {"c": campaign.id})
+
+
+async def status_of(chat: Chat, campaign_id: int) -> str:
+    [row] = await chat.rows("SELECT status FROM campaign WHERE id = :c", c=campaign_id)
+    return str(row.status)
 
 
 async def test_long_work_sends_a_notice_first(sample_url: str, tmp_path: Path) -> None:

@@ -978,3 +978,17 @@ def test_counting_and_listing_words_of_marketers() -> None:
     listed = cmd("帮我拉一下半年内没回购的老客名单")
     assert isinstance(listed, SegmentCommand) and not listed.count_only
     assert listed.segment == all_of(Not(Bought(days(180))), Bought(EVER))
+
+
+def test_pausing_resuming_and_cancelling_a_campaign_we_know() -> None:
+    from nlp.intent import CampaignControlCommand, ReplyCommand
+
+    known = Vocabulary(campaigns=("双11大促", "秋季焕新"))
+    now = datetime(2026, 11, 20, 12, tzinfo=ZoneInfo("Asia/Shanghai"))
+    assert parse_command("暂停双11大促", known, now) == CampaignControlCommand("pause", "双11大促")
+    assert parse_command("取消双11大促活动", known, now) == CampaignControlCommand("cancel", "双11大促")
+    assert parse_command("恢复发送秋季焕新", known, now) == CampaignControlCommand("resume", "秋季焕新")
+    assert parse_command("停止秋季焕新的推送", known, now) == CampaignControlCommand("cancel", "秋季焕新")
+    assert parse_command("取消", known, now) == ReplyCommand(yes=False)  # the answer to a preview
+    unknown = parse_command("暂停双十二大促", known, now)
+    assert isinstance(unknown, NotUnderstood) and unknown.unknown == (("campaign", "双十二大促"),)

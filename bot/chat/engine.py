@@ -32,6 +32,7 @@ from nlp.describe import describe
 from nlp.examples import EXAMPLES
 from nlp.intent import (
     CampaignCommand,
+    CampaignControlCommand,
     Command,
     HelpCommand,
     LabelCommand,
@@ -183,6 +184,8 @@ class _Context:
             return await self.report(command)
         if isinstance(command, CampaignCommand):
             return await self.campaign(command)
+        if isinstance(command, CampaignControlCommand):
+            return await self.control(command)
         raise TypeError(f"unknown command {command!r}")
 
     # ------------------------------------------------------------------ segments
@@ -360,6 +363,8 @@ class _Context:
                 return Reply("confirm", "done", texts.CHAT_CANCELLED, reading=pending.get("reading", ""))
             if pending.get("kind") == "label":
                 return await self._apply_label(session, pending)
+            if pending.get("kind") == "campaign_control":
+                return await self._apply_control(session, pending)
         if pending.get("kind") == "campaign":  # planning takes its own transaction
             return await self._schedule(pending)
         return Reply("confirm", "refused", texts.CHAT_NO_PENDING)
@@ -538,6 +543,46 @@ class _Context:
                 expires_at=datetime.now(UTC) + timedelta(minutes=self.a.settings.confirm_minutes),
             )
         return Reply("campaign", "preview", answer, reading=reading, size=planned.targeted)
+
+    async def control(self, command: CampaignControlCommand) -> Reply:
+        """暂停 / 恢复 / 取消 a campaign: what it would change, then 确认."""
+        from profile_store.campaigns import STATUS_CHANGES, campaign_state
+
+        if self.asker.role not in WRITE_ROLES:
+            return Reply("campaign", "refused", texts.CHAT_ROLE_NEEDED.format(action=texts.CHAT_ACTION_CAMPAIGN))
+        async with self.a.db.read() as session:
+            state = await campaign_state(session, command.campaign)
+        if state is None:
+            return Reply("campaign", "refused", texts.CHAT_UNKNOWN_NAME.format(name=command.campaign, kind="活动"))
+        verb = texts.CHAT_CONTROL_VERBS[command.action]
+        if state.status not in STATUS_CHANGES[command.action][0]:
+            status = texts.CHAT_CAMPAIGN_STATUS.get(state.status, state.status)
+            refusal = texts.CHAT_CONTROL_NOT_NOW.format(name=state.name, status=status, verb=verb)
+            return Reply("campaign", "refused", refusal)
+        minutes = self.a.settings.confirm_minutes
+        async with self.a.db.transaction() as session:
+            await chat_store.remember(
+                session, self.asker.guide_id,
+                pending={"kind": "campaign_control", "action": command.action, "campaign_id": state.campaign_id,
+                         "name": state.name, "reading": f"{verb} {state.name}"},
+                expires_at=datetime.now(UTC) + timedelta(minutes=minutes),
+            )
+        answer = texts.CHAT_CONTROL_PREVIEW.format(
+            verb=verb, name=state.name, waiting=state.waiting, minutes=_minutes(minutes),
+            status=texts.CHAT_CAMPAIGN_STATUS.get(state.status, state.status),
+        )
+        return Reply("campaign", "preview", answer, reading=f"{verb} {state.name}", size=state.waiting)
+
+    async def _apply_control(self, session: Any, pending: dict[str, Any]) -> Reply:
+        from profile_store.campaigns import change_status
+
+        name, action = str(pending["name"]), str(pending["action"])
+        verb = texts.CHAT_CONTROL_VERBS[action]
+        new = await change_status(session, int(pending["campaign_id"]), action)
+        if new is None:  # changed meanwhile (by someone else, or by the sender finishing it)
+            return Reply("campaign", "refused", texts.CHAT_CONTROL_CHANGED.format(name=name, verb=verb))
+        return Reply("campaign", "done", texts.CHAT_CONTROL_DONE.format(
+            name=name, status=texts.CHAT_CAMPAIGN_STATUS.get(new, new)), reading=str(pending.get("reading", "")))
 
     async def _schedule(self, pending: dict[str, Any]) -> Reply:
         """The confirmed draft stored (status scheduled) and planned: one row per person."""

@@ -2,8 +2,15 @@
 against a bare aiohttp handler measured in the same run (alternating rounds; medians and ratio).
 
 The load comes from wrk (C, one thread, N connections) replaying distinct pre-encrypted callbacks,
-so the client is not the bottleneck. After the rounds, the bench waits until serve has processed
-its backlog and checks that every callback answered 200 is recorded exactly once.
+so the client is not the bottleneck. After each serve round the bench waits until serve has
+processed its backlog (so the next round, bare or serve, starts from a quiet machine; the time
+it took gives the processing rate), and at the end it checks that every callback answered 200 is
+recorded exactly once. The simulator knows the guides and the contacts (with their welcome
+codes), so processing is the real thing: unionid lookups, cards and welcomes sent.
+
+    python bench/callbacks.py --database sqlite --rounds 3 --seconds 5 [--workers 0]
+
+`--workers` is serve's QIANMIAN_SERVE_WORKERS (0: the single-process bot; default: serve's own).
 """
 
 from __future__ import annotations
@@ -40,22 +47,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def build_requests(path: Path, corp_id: str, count: int, tag: str) -> list[str]:
-    """`count` distinct encrypted add_external_contact callbacks, signed now."""
+def build_requests(
+    path: Path, corp_id: str, count: int, tag: str, *, sim: TencentSimulator | None = None
+) -> list[str]:
+    """`count` distinct encrypted add_external_contact callbacks, signed now. With `sim`, the
+    simulator is told about the guides, the contacts and their welcome codes."""
     crypto = MessageCrypto(TOKEN, AES_KEY, corp_id)
     now = int(time.time())
     externals = []
+    if sim is not None:
+        for g in range(40):
+            if f"GS{g:04d}" not in sim.wecom.staff:
+                sim.add_staff(f"GS{g:04d}")
     with path.open("w") as out:
         for i in range(count):
             external = f"wmbench{tag}{i:07d}"
             externals.append(external)
+            welcome = f"WC{tag}{i}"
+            if sim is not None:
+                guide = f"GS{i % 40:04d}"
+                sim.add_external_contact(external, unionid=f"oU{external}", name="顾客", follow_userid=guide,
+                                         state=f"store_S{i % 12:03d}")
+                welcome = sim.issue_welcome_code(guide, external)
             xml = (
                 f"<xml><ToUserName><![CDATA[{corp_id}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>"
                 f"<CreateTime>{now}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
                 "<Event><![CDATA[change_external_contact]]></Event>"
                 "<ChangeType><![CDATA[add_external_contact]]></ChangeType>"
                 f"<UserID><![CDATA[GS{i % 40:04d}]]></UserID><ExternalUserID><![CDATA[{external}]]></ExternalUserID>"
-                f"<State><![CDATA[store_S{i % 12:03d}]]></State><WelcomeCode><![CDATA[WC{tag}{i}]]></WelcomeCode></xml>"
+                f"<State><![CDATA[store_S{i % 12:03d}]]></State><WelcomeCode><![CDATA[{welcome}]]></WelcomeCode></xml>"
             )
             encrypt = crypto.encrypt(xml)
             nonce = secrets.token_hex(6)
@@ -81,6 +101,29 @@ async def wait_ready(url: str, within: float = 60) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+async def counts(db: Database) -> tuple[int, int, int]:
+    async with db.read() as session:
+        pending = (await session.execute(text("SELECT COUNT(*) FROM raw_event WHERE status = 'pending'"))).scalar_one()
+        recorded = (await session.execute(text("SELECT COUNT(*) FROM raw_event"))).scalar_one()
+        facts = (await session.execute(text("SELECT COUNT(*) FROM event WHERE type = 'add_contact'"))).scalar_one()
+    return int(pending), int(recorded), int(facts)
+
+
+async def wait_backlog(db: Database, answered: float, round_seconds: float, within: float = 600) -> dict[str, float]:
+    """Wait until nothing is pending; returns how long that took after the round and the rate at
+    which the round's callbacks were processed (during the round and after it)."""
+    started = time.monotonic()
+    pending = 0
+    while time.monotonic() - started < within:
+        pending, _recorded, _facts = await counts(db)
+        if pending == 0:
+            break
+        await asyncio.sleep(0.25)
+    after = time.monotonic() - started
+    return {"pending_left": pending, "drain_s": round(after, 2),
+            "processed_per_s": round(answered / (round_seconds + after), 1)}
+
+
 async def run_wrk(port: int, requests_file: Path, seconds: int, connections: int) -> dict[str, float]:
     proc = await asyncio.create_subprocess_exec(
         "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(HERE / "wrk_callbacks.lua"),
@@ -103,13 +146,25 @@ async def main() -> dict[str, object]:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=None, help="serve's QIANMIAN_SERVE_WORKERS")
+    parser.add_argument("--no-drain", action="store_true", help="do not wait for the backlog between rounds")
+    parser.add_argument("--drain-timeout", type=float, default=600,
+                        help="at most this long for the final backlog (what is left is reported as pending)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (bench/run installs it: apt-get install -y wrk)")
 
     work = Path(tempfile.mkdtemp(prefix="qm-bench-cb-"))
-    db_url = f"sqlite:///{work / 'serve.db'}" if args.database == "sqlite" else args.pg_url
+    if args.database == "sqlite":
+        db_url = f"sqlite:///{work / 'serve.db'}"
+    elif args.pg_url:
+        from importing import fresh_pg  # bench/ is on the path when run as a script
+
+        db_url = await asyncio.to_thread(fresh_pg, args.pg_url, "qm_bench_callbacks")
+    else:
+        sys.exit("--database postgresql needs --pg-url or QIANMIAN_BENCH_PG")
     results: dict[str, list[dict[str, float]]] = {"bare": [], "serve": []}
+    drains: list[dict[str, float]] = []
     async with TencentSimulator() as sim:
         bare_port, serve_port = free_port(), free_port()
         env = {
@@ -118,7 +173,11 @@ async def main() -> dict[str, object]:
             "WECOM_SECRET": sim.corp_secret, "WECOM_TOKEN": TOKEN, "WECOM_AES_KEY": AES_KEY,
             "WECOM_API_BASE": sim.base_url, "WECHAT_API_BASE": sim.base_url,
             "QIANMIAN_SECRET_KEY": secrets.token_urlsafe(32), "PORT": str(serve_port), "QIANMIAN_LOG_LEVEL": "WARNING",
+            "QIANMIAN_TAGS_REFRESH_AT": "off",
         }
+        if args.workers is not None:
+            env["QIANMIAN_SERVE_WORKERS"] = str(args.workers)
+        db = Database(db_url)
         bare = await asyncio.create_subprocess_exec(sys.executable, str(HERE / "bare_server.py"), str(bare_port))
         serve = await asyncio.create_subprocess_exec(str(Path(sys.executable).with_name("qianmian")), "serve", env=env)
         try:
@@ -129,10 +188,8 @@ async def main() -> dict[str, object]:
                 for name, port in (("bare", bare_port), ("serve", serve_port)):
                     # Enough distinct callbacks that none repeats within a round.
                     req_file = work / f"{name}-{rnd}.txt"
-                    externals = build_requests(req_file, sim.corp_id, 25000 * args.seconds, f"{name[0]}{rnd}")
-                    if name == "serve":
-                        for ext in externals:
-                            sim.add_external_contact(ext, unionid=f"oU{ext}", name="顾客")
+                    externals = build_requests(req_file, sim.corp_id, 25000 * args.seconds, f"{name[0]}{rnd}",
+                                               sim=sim if name == "serve" else None)
                     stats = await run_wrk(port, req_file, args.seconds, args.connections)
                     if stats["requests"] > len(externals):
                         raise RuntimeError("ran out of distinct callbacks: raise the count")
@@ -141,19 +198,13 @@ async def main() -> dict[str, object]:
                         answered += int(stats["requests"] - stats["non_2xx"] - stats["socket_errors"])
                     print(f"round {rnd} {name:5s}: {stats['rps']:8.0f} req/s  p50 {stats['p50_ms']:.2f} ms  "
                           f"p99 {stats['p99_ms']:.2f} ms  non-2xx {stats['non_2xx']}", file=sys.stderr)
+                    if name == "serve" and not args.no_drain:
+                        drain = await wait_backlog(db, stats["requests"], stats["duration_us"] / 1e6)
+                        drains.append(drain)
+                        print(f"round {rnd} backlog: {drain}", file=sys.stderr)
             # Nothing lost: wait for the backlog, then every answered callback is one raw event + one fact.
-            db = Database(db_url)
-            deadline = time.monotonic() + 600
-            while True:
-                async with db.transaction() as session:
-                    pending = (await session.execute(text(
-                        "SELECT COUNT(*) FROM raw_event WHERE status = 'pending'"))).scalar_one()
-                    recorded = (await session.execute(text("SELECT COUNT(*) FROM raw_event"))).scalar_one()
-                    facts = (await session.execute(text(
-                        "SELECT COUNT(*) FROM event WHERE type = 'add_contact'"))).scalar_one()
-                if pending == 0 or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(1)
+            final = await wait_backlog(db, 0, 1.0, within=args.drain_timeout)
+            pending, recorded, facts = await counts(db)
             await db.dispose()
         finally:
             for proc in (bare, serve):
@@ -171,10 +222,14 @@ async def main() -> dict[str, object]:
         "ratio": round(med("serve", "rps") / med("bare", "rps"), 3),
         "bare_p99_ms_median": round(med("bare", "p99_ms"), 2),
         "serve_p99_ms_median": round(med("serve", "p99_ms"), 2),
+        "serve_workers": args.workers if args.workers is not None else "default",
+        "processed_per_s_median": statistics.median(d["processed_per_s"] for d in drains) if drains else None,
+        "drains": drains,
         "serve_answered_2xx": answered,
         "raw_events_recorded": recorded,
         "add_contact_facts": facts,
         "pending_after_drain": pending,
+        "final_drain_s": final["drain_s"],
         # Nothing lost: every callback answered 2xx is recorded (0 expected). Recorded can exceed
         # answered by the requests still in flight when wrk stopped counting.
         "answered_not_recorded": max(answered - recorded, 0),

@@ -131,7 +131,8 @@ async def phase(driver: CallbackDriver, sim: TencentSimulator, name: str, count:
 
 
 async def serve_metrics(url: str) -> dict[str, float]:
-    """Where serve's time went: mean processing time of a callback batch, outbox outcomes."""
+    """Where serve's time went: mean processing time of a callback batch, outbox outcomes (these
+    are counted where the work is done: empty when worker processes do it, see bot/serve.py)."""
     async with aiohttp.ClientSession() as http, http.get(url) as resp:
         body = await resp.text()
     found: dict[str, float] = {}
@@ -170,6 +171,8 @@ async def main() -> dict[str, Any]:
     parser.add_argument("--rate", type=float, default=20.0, help="scans per second, latency phase")
     parser.add_argument("--burst", type=float, default=50.0, help="scans per second, sustained phase")
     parser.add_argument("--data", default=None, help="where the generated retailer is kept between runs")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="serve's QIANMIAN_SERVE_WORKERS (0: one process; default: serve's own choice)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="qm-bench-push-"))
@@ -199,6 +202,9 @@ async def main() -> dict[str, Any]:
             "QIANMIAN_LOG_LEVEL": "WARNING", "QIANMIAN_TAGS_REFRESH_AT": "off",
             "QIANMIAN_PUBLIC_URL": f"http://127.0.0.1:{port}",
         }
+        if args.workers is not None:
+            serve_env["QIANMIAN_SERVE_WORKERS"] = str(args.workers)
+        result["serve_workers"] = serve_env.get("QIANMIAN_SERVE_WORKERS", "default")
         serve = await asyncio.create_subprocess_exec(QIANMIAN, "serve", env=serve_env)
         try:
             await wait_ready(f"http://127.0.0.1:{port}/healthz")

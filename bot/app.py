@@ -5,6 +5,13 @@ dispatcher with the handler routers. Started in the app's cleanup context: migra
 session and Tencent clients, the recorder's writer, the recovery sweeper; stopped in reverse order
 on shutdown (queued records are written, background work gets a moment to finish, anything left
 stays pending in the database for the next start).
+
+`role` splits the bot across OS processes (`qianmian serve` does this; tests and the demo keep
+the default "all", everything in one process):
+- "edge": the HTTP side. Callbacks are verified, recorded durably and answered; nothing is
+  processed or sent here (the dispatcher is not inline, no sweeper, sender or scheduler).
+- "worker": no HTTP traffic. Processes the callbacks edges recorded (`Dispatcher.run_worker`:
+  polls the database, claims), sends the outbox, runs the scheduled jobs.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ GRAPH = web.AppKey("graph", IdentityGraph)
 SCHEDULER = web.AppKey("scheduler", JobScheduler)
 LINKS = web.AppKey("links", PortraitLinks)
 OUTBOX = web.AppKey("outbox", OutboxSender)
+ROLE = web.AppKey("role", str)
+ROLES = ("all", "edge", "worker")
 
 
 def default_routers() -> list[Router]:
@@ -65,9 +74,13 @@ def create_app(
     routers: Sequence[Router] | None = None,
     sweep_interval: float = 30.0,
     sweep_grace: timedelta = timedelta(seconds=30),
+    role: str = "all",
 ) -> web.Application:
     """The bot. `db`, `wecom` (a WeComClient) and `wechat` (appid → OfficialAccountClient) may be
-    given (tests, demo); otherwise they are made from `settings` and closed on shutdown."""
+    given (tests, demo); otherwise they are made from `settings` and closed on shutdown. `role`:
+    "all" (one process does everything), "edge" or "worker" (see the module's docstring)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, not {role!r}")
     if not settings.secret_key:
         raise ValueError("QIANMIAN_SECRET_KEY is not set: personal data cannot be protected")
     database = db or Database(settings.database_url)
@@ -85,12 +98,18 @@ def create_app(
         errors=errors,
         yield_to=recorder.wait_idle,  # answering Tencent comes before processing
         person_hooks=[on_persons_touched(settings)],
+        inline=role == "all",
     )
     scheduler = JobScheduler(database, errors, settings.tz)
     links = PortraitLinks(settings.secret_key, settings.public_url, ttl_seconds=settings.portrait_link_hours * 3600)
     sender = OutboxSender(
         database, graph, settings, links, services, errors=errors, metrics=metrics, yield_to=recorder.wait_idle
     )
+    if role == "worker":
+        # No recorder here. On SQLite the edges' recorders wait for the write lock this process
+        # takes: processing and sending yield to callbacks being recorded, as in one process.
+        yield_to = dispatcher.edge_quiet if database.is_sqlite else None
+        dispatcher.yield_to = sender.yield_to = yield_to
     dispatcher.after_commit.append(sender.wake)
     services["sender"] = sender
     services["assistant"] = Assistant(database, graph, settings, links)
@@ -106,6 +125,7 @@ def create_app(
     app[SCHEDULER] = scheduler
     app[LINKS] = links
     app[OUTBOX] = sender
+    app[ROLE] = role
     CallbackHandlers(recorder, dispatcher, metrics).add_routes(app)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
@@ -122,13 +142,25 @@ def create_app(
             services["wecom"] = _wecom_client(http, database, settings)
         if wechat is None:
             services["wechat"] = _wechat_clients(http, database, settings)
-        await recorder.start()
-        sender.start()
-        sweeper = asyncio.create_task(
-            dispatcher.run_sweeper(interval=sweep_interval, grace=sweep_grace), name="callback-sweeper"
-        )
-        catch_up = _schedule(scheduler, database, settings, services)
-        scheduler.start()
+        if role != "worker":
+            await recorder.start()
+        sweeper: asyncio.Task[None] | None = None
+        catch_up: asyncio.Task[Any] | None = None
+        if role == "all":
+            sweeper = asyncio.create_task(
+                dispatcher.run_sweeper(interval=sweep_interval, grace=sweep_grace), name="callback-sweeper"
+            )
+        elif role == "worker":
+            sweeper = asyncio.create_task(
+                dispatcher.run_worker(
+                    poll=settings.worker_poll_seconds, sweep_interval=sweep_interval, grace=sweep_grace
+                ),
+                name="callback-worker",
+            )
+        if role != "edge":
+            sender.start()
+            catch_up = _schedule(scheduler, database, settings, services)
+            scheduler.start()
         try:
             yield
         finally:
@@ -137,8 +169,9 @@ def create_app(
                 catch_up.cancel()
                 await asyncio.gather(catch_up, return_exceptions=True)
             await recorder.stop()  # write what was queued: those requests get their answer
-            sweeper.cancel()
-            await asyncio.gather(sweeper, return_exceptions=True)
+            if sweeper is not None:
+                sweeper.cancel()
+                await asyncio.gather(sweeper, return_exceptions=True)
             await dispatcher.drain()
             await sender.stop()
             await http.close()

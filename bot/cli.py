@@ -193,13 +193,31 @@ def generate_command(
 
 
 @app.command("serve")
-def serve_command() -> None:
+def serve_command(
+    role: Annotated[
+        str,
+        typer.Option(
+            "--role",
+            help="all: the HTTP edge here plus worker processes; edge: only record and answer; "
+            "worker: only process and send (no HTTP).",
+        ),
+    ] = "all",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=0, help="Worker processes beside the edge (QIANMIAN_SERVE_WORKERS; 0: one process)."
+        ),
+    ] = None,
+) -> None:
     """The production bot: callback endpoints, health and metrics (settings from the environment)."""
-    from bot.serve import MissingSettings, serve
+    from bot.serve import ROLES, MissingSettings, serve
 
+    if role not in ROLES:
+        stderr.print(f"[red]error:[/red] --role must be one of {', '.join(ROLES)}", highlight=False)
+        raise typer.Exit(2)
     settings = settings_or_fail()
     try:
-        serve(settings)
+        serve(settings, role=role, workers=workers)
     except MissingSettings as exc:
         stderr.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None

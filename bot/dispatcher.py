@@ -15,6 +15,11 @@
   operator can replay it). Callbacks answered together are processed in one batch.
 - The sweeper processes callbacks still pending (after a crash or restart, or whose background
   processing failed), one claim at a time, safe with several processes on PostgreSQL.
+- `run_worker`: processing in its own OS process (`qianmian serve` runs the HTTP edge in one
+  process and workers in others). The edge only records and answers (`inline=False`: `spawn`
+  does nothing); a worker polls the database for new pending callbacks (a cheap indexed read,
+  no write lock on SQLite), processes them in batches with the same claims (SKIP LOCKED on
+  PostgreSQL, the single write lock on SQLite), and sweeps failed ones after a grace period.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+
+from sqlalchemy import func, select
 
 from bot.callback_xml import CallbackEvent, CallbackXmlError, UnknownEvent, parse_event
 from bot.metrics import Metrics
@@ -134,6 +141,9 @@ class Dispatcher:
     person_hooks: list[Callable[[Any, set[str], list[Sighting]], Awaitable[None]]] = field(default_factory=list)
     # Called after a batch committed (e.g. wake the outbox sender: its rows are now visible).
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+    # False in an edge process: callbacks are recorded and answered here and processed by worker
+    # processes, which find them in the database (`run_worker`); `spawn` then does nothing.
+    inline: bool = True
 
     def __post_init__(self) -> None:
         self.routers = list(self.routers)
@@ -143,13 +153,15 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ background work
 
-    def spawn(self, raw: StoredRawEvent) -> asyncio.Task[Any]:
+    def spawn(self, raw: StoredRawEvent) -> asyncio.Task[Any] | None:
         """Process a just-recorded callback in the background (the answer does not wait).
 
         The task waits for its callback's turn in a batch: callbacks arriving together are
         processed in one transaction with one identity resolve, which is what keeps processing
-        up with a burst of callbacks.
+        up with a burst of callbacks. Not inline (an edge process): a worker will find it.
         """
+        if not self.inline:
+            return None
         task = asyncio.create_task(self._queued(raw), name=f"callback-{raw.id}")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -360,3 +372,96 @@ class Dispatcher:
                 assert self.errors is not None
                 self.errors.report(exc, where="sweeper", key="pending callbacks")
             await asyncio.sleep(interval)
+
+    # ------------------------------------------------------------------ worker process
+
+    async def fresh_pending(self, limit: int) -> list[StoredRawEvent]:
+        """New callbacks waiting for processing, oldest first: pending and never attempted (the
+        failed ones are the sweeper's, after a grace period). A read: on SQLite it takes no
+        write lock, so polling never holds up the edge's recorder."""
+        raw = raw_events.RAW
+        statement = (
+            select(raw)
+            .where(raw.c.status == raw_events.PENDING, raw.c.attempts == 0)
+            .order_by(raw.c.id)
+            .limit(limit)
+        )
+        async with self.db.read() as session:
+            rows = (await session.execute(statement)).all()
+        return [raw_events._stored(row) for row in rows]
+
+    async def edge_quiet(self, at_most: float, *, quiet: float = 0.01) -> bool:
+        """True once no callback has been recorded (by any process) for `quiet` seconds; False
+        after `at_most`. A worker's `yield_to` on SQLite: the edges' recorders and the workers
+        share one write lock, and answering Tencent comes first (as within one process)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + at_most
+        last = await self._latest_recorded()
+        while True:
+            await asyncio.sleep(min(quiet, max(deadline - loop.time(), 0)))
+            latest = await self._latest_recorded()
+            if latest == last:
+                return True
+            if loop.time() >= deadline:
+                return False
+            last = latest
+
+    async def _latest_recorded(self) -> int:
+        async with self.db.read() as session:
+            return int((await session.execute(select(func.max(raw_events.RAW.c.id)))).scalar_one() or 0)
+
+    async def run_worker(
+        self,
+        *,
+        poll: float = 0.05,
+        sweep_interval: float = 30.0,
+        grace: timedelta = timedelta(seconds=30),
+        wake: asyncio.Event | None = None,
+    ) -> None:
+        """Process callbacks recorded by edge processes, until cancelled.
+
+        Every `poll` seconds (at once while a backlog lasts, or when `wake` is set) the new
+        pending callbacks are processed in batches of `batch_size`; claims make it safe with
+        other workers and with in-process dispatchers. Every `sweep_interval` seconds callbacks
+        still pending after `grace` (failed attempts, lost claims) are swept as by `run_sweeper`.
+        A worker that dies mid-batch leaves its callbacks pending (its transaction rolled back):
+        the next worker processes them.
+        """
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time()
+        first = True  # a worker starts with every pending callback, as a sweeper does
+        while True:
+            progressed = False
+            try:
+                if loop.time() >= next_sweep:
+                    swept = await self.sweep(older_than=None if first else grace, batch=self.batch_size)
+                    if swept:
+                        log.info("worker swept pending callbacks: %s", swept)
+                    first = False
+                    next_sweep = loop.time() + sweep_interval
+                raws = await self.fresh_pending(self.batch_size)
+                if raws and self.yield_to is not None and not await self.yield_to(self.max_defer):
+                    raws = raws[: self.busy_batch_size]  # the edge is busy: a short write
+                if raws:
+                    outcomes = await self.process_batch(raws)
+                    # Only real progress loops at once: a batch another process holds (skipped)
+                    # or a failing database waits for the next poll instead of spinning.
+                    progressed = len(raws) == self.batch_size and any(
+                        o in ("done", "dead") for o in outcomes.values()
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: try again at the next poll
+                assert self.errors is not None
+                self.errors.report(exc, where="worker", key="pending callbacks")
+            if progressed:
+                await asyncio.sleep(0)
+                continue
+            if wake is None:
+                await asyncio.sleep(poll)
+                continue
+            try:
+                await asyncio.wait_for(wake.wait(), poll)
+            except TimeoutError:
+                pass
+            wake.clear()

@@ -1,31 +1,222 @@
-"""`qianmian serve`: the production bot, one stateless process of possibly several."""
+"""`qianmian serve`: the production bot, one stateless process of possibly several.
+
+On a small machine the HTTP edge and the processing must not share one event loop (and so one
+core): answering Tencent within its 5 s (and well under, for a burst) is the edge's only job.
+So by default `serve` runs the edge in this process and `QIANMIAN_SERVE_WORKERS` worker
+processes beside it (`python -m bot.serve worker`, supervised here; unset, one on PostgreSQL and
+none on SQLite, where the single write lock is better shared within one process: measured, a
+worker process beside the edge made SQLite's answers slower, not faster):
+
+- the edge verifies, records durably (group commit) and answers; it processes nothing;
+- a worker finds the recorded callbacks in the database, processes them (claims make several
+  workers, and several machines, safe), sends the outbox and runs the scheduled jobs.
+
+A worker that dies is started again (with a growing pause if it keeps dying); what it was doing
+stays pending in the database and is done by its successor. On SIGTERM/SIGINT the edge stops
+taking requests, writes what it has queued, then asks its workers to finish (SIGTERM) and kills
+those still running after the shutdown timeout. A worker whose edge disappears stops by itself.
+
+`--role edge|worker` runs one side alone (e.g. edges and workers on different machines);
+`QIANMIAN_SERVE_WORKERS=0` is the single-process bot (edge and processing on one loop).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 
 from bot.app import create_app
 from bot.settings import Settings
 
+log = logging.getLogger("qianmian.serve")
+
+SHUTDOWN_TIMEOUT = 10.0
+WORKER_COMMAND = ("-m", "bot.serve", "worker")
+ROLES = ("all", "edge", "worker")
+SUPERVISED_ENV = "QIANMIAN_WORKER_SLOT"  # set by WorkerPool for the workers it starts
+
 
 class MissingSettings(RuntimeError):
     """`serve` cannot start: a required setting is absent (the message names it)."""
 
 
-def serve(settings: Settings) -> None:
-    missing = settings.missing_for_serve()
-    if missing:
-        raise MissingSettings("serve 无法启动, 缺少设置 (missing settings): " + ", ".join(missing))
+def _logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+
+
+def serve(settings: Settings, *, role: str = "all", workers: int | None = None) -> None:
+    """Run the bot until SIGTERM/SIGINT. `role` "all": the edge here plus `workers` worker
+    processes (default `settings.workers_for_serve()`; 0: everything in this process)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+    missing = settings.missing_for_serve()
+    if missing:
+        raise MissingSettings("serve 无法启动, 缺少设置 (missing settings): " + ", ".join(missing))
+    _logging(settings)
+    if role == "worker":
+        asyncio.run(run_worker(settings))
+        return
+    count = settings.workers_for_serve() if workers is None else workers
+    split = role == "edge" or count > 0
+    if count > 0 and role == "all" and settings.database_url.startswith("sqlite"):
+        log.warning(
+            "%d worker process(es) on SQLite: edge and workers then meet at SQLite's single write lock, "
+            "whose waiters are not served in order; under a flood of callbacks the answers slow down "
+            "(measured: worse than one process). QIANMIAN_SERVE_WORKERS=0 is the default on SQLite.",
+            count,
+        )
+    app = create_app(settings, role="edge" if split else "all")
+    if role == "all" and count > 0:
+        app.cleanup_ctx.append(WorkerPool(count, settings).context)
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         access_log=None,  # one line per callback would cost more than the callback; metrics count them
         print=lambda line: logging.getLogger("qianmian").info(line),
-        shutdown_timeout=10.0,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
     )
+
+
+# ---------------------------------------------------------------------- the worker process
+
+
+async def run_worker(settings: Settings, *, parent: int | None = None) -> None:
+    """One worker process: the app in role "worker" (no HTTP site), until SIGTERM/SIGINT, or,
+    for a worker an edge started, until that edge is gone (`parent`: the pid to outlive no
+    longer; by default the edge's when started by `WorkerPool`, else none)."""
+    if settings.worker_nice:
+        with contextlib.suppress(OSError):
+            os.nice(settings.worker_nice)
+    if parent is None:
+        parent = os.getppid() if os.environ.get(SUPERVISED_ENV) else 0
+    app = create_app(settings, role="worker")
+    runner = web.AppRunner(app, handle_signals=False)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await runner.setup()  # migrations, clients, the worker loop, the sender, the scheduler
+    log.info("worker %d started", os.getpid())
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            if parent > 1 and os.getppid() != parent:
+                log.warning("worker %d: its edge (pid %d) is gone; stopping", os.getpid(), parent)
+                break
+    finally:
+        await runner.cleanup()  # the batch in hand commits or rolls back; the rest stays pending
+        log.info("worker %d stopped", os.getpid())
+
+
+# ---------------------------------------------------------------------- supervision
+
+
+class WorkerPool:
+    """Worker processes of an edge: started with it, restarted when they die, stopped with it."""
+
+    def __init__(
+        self,
+        count: int,
+        settings: Settings,
+        *,
+        command: Sequence[str] | None = None,
+        restart_pause: float = 0.5,
+        max_pause: float = 30.0,
+        stop_timeout: float = SHUTDOWN_TIMEOUT,
+    ) -> None:
+        self.count = count
+        self.settings = settings
+        self.command = list(command) if command is not None else [sys.executable, *WORKER_COMMAND]
+        self.restart_pause = restart_pause
+        self.max_pause = max_pause
+        self.stop_timeout = stop_timeout
+        self.procs: dict[int, asyncio.subprocess.Process] = {}
+        self.restarts = 0
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self.procs.values() if proc.returncode is None]
+
+    async def context(self, app: web.Application) -> AsyncIterator[None]:
+        """For `app.cleanup_ctx`: after the edge's own start, before its stop's end."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        self._stopping = False
+        for slot in range(self.count):
+            await self._spawn(slot)
+            self._tasks.append(asyncio.create_task(self._watch(slot), name=f"serve-worker-{slot}"))
+
+    async def _spawn(self, slot: int) -> None:
+        env = {**os.environ, SUPERVISED_ENV: str(slot)}
+        self.procs[slot] = await asyncio.create_subprocess_exec(*self.command, env=env)
+        log.info("worker %d started (pid %d)", slot, self.procs[slot].pid)
+
+    async def _watch(self, slot: int) -> None:
+        pause = self.restart_pause
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            code = await self.procs[slot].wait()
+            if self._stopping:
+                return
+            log.error("worker %d (pid %d) exited with %s; starting it again", slot, self.procs[slot].pid, code)
+            # A worker that keeps dying at start (bad settings, database away) is not restarted in
+            # a tight loop; one that ran a while is restarted at once.
+            pause = self.restart_pause if loop.time() - started > 60 else min(pause * 2, self.max_pause)
+            await asyncio.sleep(pause)
+            if self._stopping:
+                return
+            self.restarts += 1
+            await self._spawn(slot)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        running = [proc for proc in self.procs.values() if proc.returncode is None]
+        for proc in running:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+        if running:
+            _done, late = await asyncio.wait(
+                [asyncio.ensure_future(proc.wait()) for proc in running], timeout=self.stop_timeout
+            )
+            if late:
+                for proc in running:
+                    if proc.returncode is None:
+                        log.warning("worker pid %d did not stop in time: killed", proc.pid)
+                        with contextlib.suppress(ProcessLookupError):
+                            proc.kill()
+                await asyncio.gather(*(proc.wait() for proc in running), return_exceptions=True)
+        self.procs = {}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m bot.serve [all|edge|worker]` (the worker processes' entry point)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    role = args[0] if args else "all"
+    serve(Settings(), role=role)  # type: ignore[call-arg]
+
+
+if __name__ == "__main__":
+    main()

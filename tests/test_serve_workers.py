@@ -1,0 +1,247 @@
+"""`qianmian serve` split across processes: the HTTP edge records and answers, worker processes
+process. Real processes on loopback (the simulator runs here, in the test), both databases:
+every callback the edge answered is processed exactly once, also when a worker is killed with
+SIGKILL in the middle of the work and started again (by the edge's supervisor, or by hand)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from sqlalchemy import text
+
+from bot.simulator.driver import CallbackDriver
+from bot.simulator.server import TencentSimulator
+from profile_store.db import Database
+from tests import callback_kit as kit
+from tests.conftest import TEST_SECRET
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(db_url: str, sim: TencentSimulator, port: int, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "QIANMIAN_SECRET_KEY": TEST_SECRET,
+        "WECOM_CORP_ID": sim.corp_id,
+        "WECOM_AGENT_ID": str(sim.agent_id),
+        "WECOM_SECRET": sim.corp_secret,
+        "WECOM_TOKEN": kit.WECOM_TOKEN,
+        "WECOM_AES_KEY": kit.WECOM_AES,
+        "WECOM_API_BASE": sim.base_url,
+        "WECHAT_API_BASE": sim.base_url,
+        "PORT": str(port),
+        "QIANMIAN_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "QIANMIAN_TAGS_REFRESH_AT": "off",
+        "QIANMIAN_LOG_LEVEL": "WARNING",
+        "QIANMIAN_WORKER_POLL": "0.02",
+        **extra,
+    }
+
+
+def _start(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot.serve", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in reversed(started):
+        _stop(proc)
+
+
+async def _ready(port: int, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("serve did not come up")
+
+
+async def _counts(db: Database) -> dict[str, int]:
+    async with db.read() as session:
+        rows = (await session.execute(text("SELECT status, COUNT(*) FROM raw_event GROUP BY status"))).all()
+    return {str(status): int(n) for status, n in rows}
+
+
+async def _settled(db: Database, expected: int, within: float = 90) -> dict[str, int]:
+    deadline = time.monotonic() + within
+    while True:
+        counts = await _counts(db)
+        if (counts.get("done", 0) >= expected and not counts.get("pending")) or time.monotonic() > deadline:
+            return counts
+        await asyncio.sleep(0.1)
+
+
+async def _send(driver: CallbackDriver, externals: list[str]) -> None:
+    """Tencent's side: add_external_contact callbacks, several at a time; each must be answered."""
+    limit = asyncio.Semaphore(8)
+
+    async def one(i: int, external: str) -> None:
+        async with limit:
+            result = await driver.wecom_add_external_contact(f"guide{i % 5}", external, state="store_S001")
+            assert result.ok, result
+
+    await asyncio.gather(*(one(i, e) for i, e in enumerate(externals)))
+
+
+async def _until_done_over(db: Database, already: int, within: float = 30) -> dict[str, int]:
+    """Wait until more than `already` callbacks are done (a worker is in the middle of the work)."""
+    deadline = time.monotonic() + within
+    while True:
+        counts = await _counts(db)
+        if counts.get("done", 0) > already or time.monotonic() > deadline:
+            return counts
+        await asyncio.sleep(0.01)
+
+
+async def _replaced(pid: int, old: list[int], within: float = 30) -> list[int]:
+    """The edge's worker processes once they differ from `old` (a dead worker was replaced)."""
+    deadline = time.monotonic() + within
+    while True:
+        now = _children(pid)
+        if (now and now != old) or time.monotonic() > deadline:
+            return now
+        await asyncio.sleep(0.1)
+
+
+async def _assert_exactly_once(db: Database, externals: list[str]) -> None:
+    async with db.read() as session:
+        raw = (await session.execute(text("SELECT status, COUNT(*) FROM raw_event GROUP BY status"))).all()
+        facts = (
+            await session.execute(
+                text("SELECT external_userid, COUNT(*) FROM event WHERE type = 'add_contact' GROUP BY external_userid")
+            )
+        ).all()
+        outbox_rows = (await session.execute(text("SELECT kind, COUNT(*) FROM outbox GROUP BY kind"))).all()
+    assert dict(raw) == {"done": len(externals)}, "every answered callback recorded once and processed"
+    per_contact = {str(e): int(n) for e, n in facts}
+    assert sorted(per_contact) == sorted(externals), "no callback lost"
+    assert set(per_contact.values()) == {1}, "no callback processed twice"
+    kinds = {str(k): int(n) for k, n in outbox_rows}
+    assert kinds.get("portrait") == len(externals) and kinds.get("welcome") == len(externals)
+
+
+async def test_edge_and_supervised_worker_process_each_callback_once(
+    db_url: str, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    """`serve` with one worker: the edge answers, the worker processes; a worker killed with
+    SIGKILL mid-way is started again by the edge and its successor finishes the work."""
+    db = Database(db_url)
+    try:
+        async with TencentSimulator() as sim:
+            port = _free_port()
+            edge = _start(_env(db_url, sim, port, QIANMIAN_SERVE_WORKERS="1"))
+            procs.append(edge)
+            await _ready(port)
+            workers = _children(edge.pid)
+            assert len(workers) == 1, workers
+            driver = CallbackDriver(
+                f"http://127.0.0.1:{port}", corp_id=sim.corp_id, agent_id=str(sim.agent_id),
+                wecom_token=kit.WECOM_TOKEN, wecom_aes_key=kit.WECOM_AES, sim=sim,
+            )
+            first = [f"wmfirst{i:04d}" for i in range(20)]
+            second = [f"wmsecond{i:04d}" for i in range(120)]
+            async with driver:
+                await _send(driver, first)
+                await _settled(db, len(first))
+                await _assert_exactly_once(db, first)
+                # The second wave: kill the worker as soon as it has processed something.
+                sending = asyncio.create_task(_send(driver, second))
+                await _until_done_over(db, len(first))
+                os.kill(workers[0], signal.SIGKILL)
+                await sending  # the edge kept answering meanwhile
+            successor = await _replaced(edge.pid, workers)
+            assert len(successor) == 1 and successor != workers, "the dead worker was replaced"
+            await _settled(db, len(first) + len(second))
+            await _assert_exactly_once(db, first + second)
+            assert edge.poll() is None
+            assert _stop(edge) == 0
+            assert not Path(f"/proc/{successor[0]}").exists(), "the edge stopped its worker"
+    finally:
+        await db.dispose()
+
+
+async def test_separate_edge_and_worker_roles_survive_a_killed_worker(
+    db_url: str, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    """`serve --role edge` answers with no worker running (nothing is processed, all is kept);
+    a `--role worker` started later processes it, is killed with SIGKILL mid-way, and the one
+    started after it finishes: each callback processed exactly once."""
+    db = Database(db_url)
+    try:
+        async with TencentSimulator() as sim:
+            port = _free_port()
+            env = _env(db_url, sim, port)
+            edge = _start(env, "edge")
+            procs.append(edge)
+            await _ready(port)
+            assert _children(edge.pid) == []
+            externals = [f"wmsplit{i:04d}" for i in range(150)]
+            driver = CallbackDriver(
+                f"http://127.0.0.1:{port}", corp_id=sim.corp_id, agent_id=str(sim.agent_id),
+                wecom_token=kit.WECOM_TOKEN, wecom_aes_key=kit.WECOM_AES, sim=sim,
+            )
+            async with driver:
+                await _send(driver, externals)
+            assert await _counts(db) == {"pending": len(externals)}, "the edge records and answers only"
+
+            worker = _start(env, "worker")
+            procs.append(worker)
+            mid = await _until_done_over(db, 0, within=60)
+            worker.kill()  # SIGKILL: no cleanup, a batch may be cut in the middle of its transaction
+            worker.wait()
+            killed_at = await _counts(db)
+            assert mid.get("done", 0) >= 1
+
+            again = _start(env, "worker")
+            procs.append(again)
+            await _settled(db, len(externals))
+            await _assert_exactly_once(db, externals)
+            assert _stop(again) == 0
+            assert killed_at.get("done", 0) <= len(externals)
+    finally:
+        await db.dispose()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -38,6 +38,8 @@ from bot.portrait_page import PortraitPage
 from bot.recorder import Recorder
 from bot.scheduler import JobScheduler
 from bot.settings import Settings
+from campaigns.dispatch import CampaignSender, SendParams
+from campaigns.sms import SimulatorSms
 from handlers.profiles import on_persons_touched
 from profile_store.db import Database
 from profile_store.identity import IdentityGraph
@@ -54,6 +56,7 @@ GRAPH = web.AppKey("graph", IdentityGraph)
 SCHEDULER = web.AppKey("scheduler", JobScheduler)
 LINKS = web.AppKey("links", PortraitLinks)
 OUTBOX = web.AppKey("outbox", OutboxSender)
+CAMPAIGNS = web.AppKey("campaigns", CampaignSender)
 ROLE = web.AppKey("role", str)
 ROLES = ("all", "edge", "worker")
 
@@ -112,6 +115,12 @@ def create_app(
         dispatcher.yield_to = sender.yield_to = yield_to
     dispatcher.after_commit.append(sender.wake)
     services["sender"] = sender
+    # Marketing messages (campaigns and journeys) from their own outbox, `campaign_target`; its
+    # Tencent clients are the app's, set in the lifecycle once they exist.
+    campaigns = CampaignSender(
+        database, vault=graph.vault, params=SendParams.from_settings(settings), errors=errors
+    )
+    services["campaigns"] = campaigns
     services["assistant"] = Assistant(database, graph, settings, links)
     verifier = CallbackVerifier(settings)  # a malformed EncodingAESKey fails here, at start
 
@@ -125,6 +134,7 @@ def create_app(
     app[SCHEDULER] = scheduler
     app[LINKS] = links
     app[OUTBOX] = sender
+    app[CAMPAIGNS] = campaigns
     app[ROLE] = role
     CallbackHandlers(recorder, dispatcher, metrics).add_routes(app)
     app.router.add_get("/healthz", _healthz)
@@ -159,6 +169,9 @@ def create_app(
             )
         if role != "edge":
             sender.start()
+            campaigns.wecom, campaigns.oa = services.get("wecom"), services.get("wechat") or {}
+            campaigns.sms = SimulatorSms(http, settings.sms_base) if settings.sms_base else None
+            campaigns.start()
             catch_up = _schedule(scheduler, database, settings, services)
             scheduler.start()
         try:
@@ -174,6 +187,7 @@ def create_app(
                 await asyncio.gather(sweeper, return_exceptions=True)
             await dispatcher.drain()
             await sender.stop()
+            await campaigns.stop()
             await http.close()
             if db is None:
                 await database.dispose()
@@ -185,8 +199,10 @@ def create_app(
 def _schedule(
     scheduler: JobScheduler, db: Database, settings: Settings, services: Mapping[str, Any]
 ) -> asyncio.Task[Any] | None:
-    """The bot's scheduled work: WeCom corp tags from their outbox; the nightly tag refresh
-    (made up at start when today's did not happen). Returns the catch-up task, if any."""
+    """The bot's scheduled work: WeCom corp tags from their outbox; journeys (who entered one
+    since the last pass, and their later steps); the nightly tag refresh (made up at start when
+    today's did not happen). Returns the catch-up task, if any."""
+    from campaigns.journeys import JourneyRules, run_journeys
     from profile_store.tagging.refresh import refresh_all
 
     mirror = CorpTagMirror(db, services.get("wecom"), per_second=settings.corp_tags_per_second)
@@ -196,6 +212,13 @@ def _schedule(
         await mirror.run_once()
 
     scheduler.every("corp-tags", settings.corp_tags_interval_seconds, mirror_corp_tags)
+
+    async def journeys() -> None:
+        entered = await run_journeys(db, now=datetime.now(UTC), rules=JourneyRules.from_settings(settings))
+        if any(entered.values()):
+            services["campaigns"].wake()  # their first steps are due now
+
+    scheduler.every("journeys", settings.journey_interval_seconds, journeys)
     if settings.tags_refresh_at == "off":
         return None
 

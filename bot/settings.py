@@ -106,6 +106,28 @@ class Settings(BaseSettings):
         "21:00-09:00", alias="QIANMIAN_QUIET_HOURS", pattern=r"^(off|([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d)$"
     )
 
+    # The campaign sender (campaigns/dispatch.py): the OA template marketing messages use; rows
+    # claimed per round; lease of a claim (s); per-row calls in flight; seconds between looks when
+    # nothing is due; tries on -1 / network errors; how long a channel pauses after 45009 (s);
+    # how often WeCom mass-send results are fetched (s). SMS: the gateway (empty: no SMS channel).
+    campaign_oa_template_id: str = Field("", alias="QIANMIAN_CAMPAIGN_OA_TEMPLATE_ID")
+    campaign_claim_batch: int = Field(5000, ge=1, alias="QIANMIAN_CAMPAIGN_CLAIM_BATCH")
+    campaign_lease_seconds: float = Field(60.0, gt=0, alias="QIANMIAN_CAMPAIGN_LEASE_SECONDS")
+    campaign_concurrency: int = Field(16, ge=1, alias="QIANMIAN_CAMPAIGN_CONCURRENCY")
+    campaign_interval: float = Field(5.0, gt=0, alias="QIANMIAN_CAMPAIGN_INTERVAL")
+    campaign_max_attempts: int = Field(3, ge=1, alias="QIANMIAN_CAMPAIGN_MAX_ATTEMPTS")
+    campaign_channel_backoff: float = Field(30.0, gt=0, alias="QIANMIAN_CAMPAIGN_CHANNEL_BACKOFF")
+    campaign_result_check_seconds: float = Field(300.0, gt=0, alias="QIANMIAN_CAMPAIGN_RESULT_CHECK_SECONDS")
+    sms_base: str = Field("", alias="QIANMIAN_SMS_BASE")
+    # Journeys (campaigns/journeys.py): how often who entered one is looked for (s); an add-to-cart
+    # reminded after this many hours without buying the item; coupons reminded this many days before
+    # they expire; a dormant customer woken at most once per this many days; the welcome's 新人券.
+    journey_interval_seconds: float = Field(300.0, gt=0, alias="QIANMIAN_JOURNEY_INTERVAL")
+    journey_cart_hours: float = Field(24.0, gt=0, alias="QIANMIAN_JOURNEY_CART_HOURS")
+    journey_coupon_days: int = Field(3, ge=1, alias="QIANMIAN_JOURNEY_COUPON_DAYS")
+    journey_dormant_days: int = Field(90, ge=1, alias="QIANMIAN_JOURNEY_DORMANT_DAYS")
+    journey_welcome_card_id: str = Field("", alias="QIANMIAN_JOURNEY_WELCOME_CARD_ID")
+
     def today(self) -> date:
         """T by default: today in the business time zone."""
         return datetime.now(ZoneInfo(self.tz)).date()

@@ -558,3 +558,26 @@ EFFECT_CHART_CONTROL = "对照组"
 EFFECT_CHART_TOTAL = "合计"
 EFFECT_CHART_UPLIFT = "提升 {uplift}pp\n[{low}, {high}]"
 EFFECT_CHART_UPLIFT_NONE = "提升：无对照"
+
+# ---------------------------------------------------------------------------------- journeys (issue 6 item 3)
+
+CHAT_ACTION_JOURNEY = "管理自动旅程"
+JOURNEY_NAMES_HINT = "可用的旅程：新粉欢迎旅程、加购提醒旅程、券到期提醒旅程、生日月旅程、沉睡唤醒旅程。"
+JOURNEY_ON = "开启"
+JOURNEY_OFF = "关闭"
+JOURNEY_LIST_HEAD = "自动旅程："
+JOURNEY_LIST_LINE = "· {name}：{state}，累计进入{entries}人次，已发送{sent}条"
+JOURNEY_STEP_LINE = "    第{n}步：{content}"
+JOURNEY_SWITCH_PREVIEW = (
+    "将{verb}“{name}”（{reading}），现在{state}。\n"
+    "开启后按触发条件自动进入，频次上限、免打扰时段、退订和对照组照常生效；关闭后尚未发出的消息不再发送。\n"
+    "回复“确认”执行，回复“取消”放弃（{minutes}分钟内有效）。"
+)
+JOURNEY_SWITCH_SAME = "“{name}”已经是{state}状态，无需{verb}。"
+JOURNEY_SWITCH_DONE = "已{verb}“{name}”。"
+JOURNEY_SWITCH_DONE_OFF = "已关闭“{name}”，{ended}条尚未发出的消息不再发送。"
+JOURNEY_CONTENT_PREVIEW = (
+    "将把“{name}”第{n}步的内容\n由：{old}\n改为：{new}\n回复“确认”执行，回复“取消”放弃（{minutes}分钟内有效）。"
+)
+JOURNEY_CONTENT_NO_STEP = "“{name}”只有{steps}步，没有第{n}步。"
+JOURNEY_CONTENT_DONE = "已更新“{name}”第{n}步的内容。"

@@ -55,6 +55,18 @@ class CampaignControlCommand:
     campaign: str
 
 
+@dataclass(frozen=True)
+class JourneyCommand:
+    """旅程 (automated journeys, campaigns.journeys): "打开新粉欢迎旅程" (on), "关闭生日旅程" (off),
+    "设置新粉欢迎旅程第2步的内容为“…”" (content; `step` 0-based), "旅程列表" (list). `journey` is
+    the journey's key: welcome | cart | coupon | birthday | dormant ("" for the list)."""
+
+    action: Literal["on", "off", "content", "list"]
+    journey: str = ""
+    step: int = 0
+    content: str = ""
+
+
 ReportMeasure = Literal["sales", "orders", "customers", "conversion", "redemption", "aov"]
 ReportDimension = Literal["channel", "store", "city", "lifecycle", "rfm", "category"]
 
@@ -127,6 +139,7 @@ Command: TypeAlias = (
     SegmentCommand
     | CampaignCommand
     | CampaignControlCommand
+    | JourneyCommand
     | ReportCommand
     | PortraitCommand
     | LabelCommand

@@ -34,6 +34,7 @@ from nlp.intent import (
     Command,
     CouponOffer,
     HelpCommand,
+    JourneyCommand,
     LabelCommand,
     NotUnderstood,
     PersonRef,
@@ -1150,6 +1151,9 @@ def parse_command(text: str, vocab: Vocabulary, now: datetime) -> Command:
         return ReplyCommand(yes=True)
     if bare.lower() in _NO:
         return ReplyCommand(yes=False)
+    journey = _journey_command(bare, clean, text)
+    if journey is not None:
+        return journey
     control = _campaign_control(bare, vocab)
     if control is not None:
         return control
@@ -1183,6 +1187,61 @@ def parse_command(text: str, vocab: Vocabulary, now: datetime) -> Command:
                 return PortraitCommand(person)
         return segment
     return SegmentCommand(segment, count_only=count_only, save_as=save_as)
+
+
+# ---------------------------------------------------------------------------------- journeys
+
+# journey key → the words that name it (first match wins: 券到期 before the welcome's 新人)
+_JOURNEY_WORDS = (
+    ("coupon", re.compile(r"券到期|到期|过期")),
+    ("cart", re.compile(r"加购|购物车")),
+    ("birthday", re.compile(r"生日")),
+    ("dormant", re.compile(r"沉睡|唤醒")),
+    ("welcome", re.compile(r"新粉|欢迎|新人|新关注|关注")),
+)
+_JOURNEY_LIST = re.compile(
+    r"^(?:请|帮我)?(?:查看|看看|看一下|列出|显示)?(?:所有|全部|现在)?的?(?:旅程(?:列表|清单|有哪些|情况|状态)?|有哪些旅程)$"
+)
+_JOURNEY_SWITCH = re.compile(r"^(?:请|帮我)?(打开|开启|启用|开通|启动|关闭|关掉|停用|关上)(.+)$")
+_JOURNEY_THING = re.compile(r"旅程|提醒|唤醒")
+_JOURNEY_CONTENT = re.compile(
+    r"^(?:请|帮我)?(?:设置|设定|修改|更新|把|将|改)(.+?)(?:的?第([一二三123])(?:步|条|个))?的?(?:内容|文案|话术)"
+    r"(?:设置|设|改|修改|更新)?(?:为|成)(.+)$"
+)
+_JOURNEY_STEP = {"一": 0, "1": 0, "二": 1, "2": 1, "三": 2, "3": 2}
+_CONTENT_QUOTED = re.compile(r"[“\"「『](.+)[”\"」』]", re.S)
+_CONTENT_AFTER = re.compile(r"(?:内容|文案|话术)(?:设置|设|改|修改|更新)?(?:为|成)[:：]?\s*(.+)$", re.S)
+
+
+def _journey_key(words: str) -> str | None:
+    for key, pattern in _JOURNEY_WORDS:
+        if pattern.search(words):
+            return key
+    return None
+
+
+def _journey_command(bare: str, clean: str, text: str) -> JourneyCommand | None:
+    """"打开新粉欢迎旅程" / "开启加购提醒" / "关闭生日旅程" / "设置新粉欢迎旅程的内容为“…”" /
+    "旅程列表"; None when the words are not about a journey."""
+    if _JOURNEY_LIST.match(bare):
+        return JourneyCommand("list")
+    match = _JOURNEY_CONTENT.match(clean)
+    if match and _JOURNEY_THING.search(match.group(1)):
+        key = _journey_key(match.group(1))
+        # the content as written (normalise() drops its punctuation): quoted, or after 内容为
+        original = text.strip()
+        found = _CONTENT_QUOTED.search(original) or _CONTENT_AFTER.search(original)
+        content = found.group(1).strip() if found else ""
+        if key is not None and content:
+            step = _JOURNEY_STEP.get(match.group(2) or "1", 0)
+            return JourneyCommand("content", key, step=step, content=content)
+    match = _JOURNEY_SWITCH.match(bare)
+    if match and _JOURNEY_THING.search(match.group(2)):
+        key = _journey_key(match.group(2))
+        if key is not None:
+            on = match.group(1) in ("打开", "开启", "启用", "开通", "启动")
+            return JourneyCommand("on" if on else "off", key)
+    return None
 
 
 _CONTROL = re.compile(

@@ -992,3 +992,32 @@ def test_pausing_resuming_and_cancelling_a_campaign_we_know() -> None:
     assert parse_command("取消", known, now) == ReplyCommand(yes=False)  # the answer to a preview
     unknown = parse_command("暂停双十二大促", known, now)
     assert isinstance(unknown, NotUnderstood) and unknown.unknown == (("campaign", "双十二大促"),)
+
+
+def test_journey_commands() -> None:
+    from nlp.intent import JourneyCommand
+
+    vocab = Vocabulary(campaigns=("双11大促",))
+    now = datetime(2026, 11, 20, 12, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+    def cmd(words: str) -> object:
+        return parse_command(words, vocab, now)
+
+    assert cmd("打开新粉欢迎旅程") == JourneyCommand("on", "welcome")
+    assert cmd("开启加购提醒") == JourneyCommand("on", "cart")
+    assert cmd("关闭生日旅程") == JourneyCommand("off", "birthday")
+    assert cmd("关闭生日月旅程") == JourneyCommand("off", "birthday")
+    assert cmd("启用券到期提醒旅程") == JourneyCommand("on", "coupon")
+    assert cmd("停用沉睡唤醒") == JourneyCommand("off", "dormant")
+    assert cmd("旅程列表") == JourneyCommand("list")
+    assert cmd("有哪些旅程") == JourneyCommand("list")
+    assert cmd("设置新粉欢迎旅程的内容为“欢迎关注，送您新人券！”") == JourneyCommand(
+        "content", "welcome", step=0, content="欢迎关注，送您新人券！")
+    assert cmd("设置新粉欢迎旅程第3步的内容为“新人券明天到期。”") == JourneyCommand(
+        "content", "welcome", step=2, content="新人券明天到期。")
+    assert cmd("把加购提醒旅程的文案改为：您的购物车还有商品") == JourneyCommand(
+        "content", "cart", step=0, content="您的购物车还有商品")
+    # not journeys: a campaign's control, a segment that mentions 生日, a confirmation
+    assert not isinstance(cmd("暂停双11大促"), JourneyCommand)
+    assert not isinstance(cmd("本月生日的会员有多少"), JourneyCommand)
+    assert not isinstance(cmd("确认"), JourneyCommand)

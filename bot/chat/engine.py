@@ -35,6 +35,7 @@ from nlp.intent import (
     CampaignControlCommand,
     Command,
     HelpCommand,
+    JourneyCommand,
     LabelCommand,
     NotUnderstood,
     PersonRef,
@@ -186,6 +187,8 @@ class _Context:
             return await self.campaign(command)
         if isinstance(command, CampaignControlCommand):
             return await self.control(command)
+        if isinstance(command, JourneyCommand):
+            return await self.journey(command)
         raise TypeError(f"unknown command {command!r}")
 
     # ------------------------------------------------------------------ segments
@@ -365,6 +368,8 @@ class _Context:
                 return await self._apply_label(session, pending)
             if pending.get("kind") == "campaign_control":
                 return await self._apply_control(session, pending)
+            if pending.get("kind") == "journey":
+                return await self._apply_journey(session, pending)
         if pending.get("kind") == "campaign":  # planning takes its own transaction
             return await self._schedule(pending)
         return Reply("confirm", "refused", texts.CHAT_NO_PENDING)
@@ -583,6 +588,77 @@ class _Context:
             return Reply("campaign", "refused", texts.CHAT_CONTROL_CHANGED.format(name=name, verb=verb))
         return Reply("campaign", "done", texts.CHAT_CONTROL_DONE.format(
             name=name, status=texts.CHAT_CAMPAIGN_STATUS.get(new, new)), reading=str(pending.get("reading", "")))
+
+    # ------------------------------------------------------------------ journeys
+
+    async def journey(self, command: JourneyCommand) -> Reply:
+        """旅程: the list (no confirmation), or turning one on or off, or setting a step's content:
+        a preview, then 确认. Marketers and admins only."""
+        from campaigns.journeys import JOURNEYS, JourneyRules, journey_list
+
+        if self.asker.role not in WRITE_ROLES:
+            return Reply("campaign", "refused", texts.CHAT_ROLE_NEEDED.format(action=texts.CHAT_ACTION_JOURNEY))
+        rules = JourneyRules.from_settings(self.a.settings)
+        listed = {j.key: j for j in await journey_list(self.a.db, now=self.moment, rules=rules)}
+        if command.action == "list":
+            lines = [texts.JOURNEY_LIST_HEAD]
+            for j in listed.values():
+                state = texts.JOURNEY_ON if j.on else texts.JOURNEY_OFF
+                lines.append(texts.JOURNEY_LIST_LINE.format(name=j.name, state=state, entries=j.entries, sent=j.sent))
+                lines.extend(texts.JOURNEY_STEP_LINE.format(n=i + 1, content=c) for i, c in enumerate(j.steps))
+            return Reply("campaign", "done", "\n".join(lines), reading="旅程列表", size=len(listed))
+        found = listed.get(command.journey)
+        if found is None:
+            return Reply("campaign", "refused", texts.JOURNEY_NAMES_HINT)
+        minutes = self.a.settings.confirm_minutes
+        pending: dict[str, Any] = {"kind": "journey", "action": command.action, "key": found.key, "name": found.name}
+        if command.action == "content":
+            if not 0 <= command.step < len(found.steps):
+                return Reply("campaign", "refused", texts.JOURNEY_CONTENT_NO_STEP.format(
+                    name=found.name, steps=len(found.steps), n=command.step + 1))
+            pending.update(step=command.step, content=command.content,
+                           reading=f"{found.name} 第{command.step + 1}步内容")
+            answer = texts.JOURNEY_CONTENT_PREVIEW.format(
+                name=found.name, n=command.step + 1, old=found.steps[command.step], new=command.content,
+                minutes=_minutes(minutes),
+            )
+        else:
+            on = command.action == "on"
+            verb = texts.JOURNEY_ON if on else texts.JOURNEY_OFF
+            state = texts.JOURNEY_ON if found.on else texts.JOURNEY_OFF
+            if found.on == on:
+                return Reply("campaign", "refused", texts.JOURNEY_SWITCH_SAME.format(name=found.name, state=state,
+                                                                                     verb=verb))
+            pending["reading"] = f"{verb} {found.name}"
+            answer = texts.JOURNEY_SWITCH_PREVIEW.format(
+                verb=verb, name=found.name, reading=JOURNEYS[found.key].reading, state=state,
+                minutes=_minutes(minutes),
+            )
+        async with self.a.db.transaction() as session:
+            await chat_store.remember(
+                session, self.asker.guide_id, pending=pending,
+                expires_at=datetime.now(UTC) + timedelta(minutes=minutes),
+            )
+        return Reply("campaign", "preview", answer, reading=str(pending["reading"]))
+
+    async def _apply_journey(self, session: Any, pending: dict[str, Any]) -> Reply:
+        from campaigns.journeys import JourneyRules, set_content, switch
+
+        rules = JourneyRules.from_settings(self.a.settings)
+        name, key, action = str(pending["name"]), str(pending["key"]), str(pending["action"])
+        reading = str(pending.get("reading", ""))
+        if action == "content":
+            step = int(pending["step"])
+            await set_content(session, key, step, str(pending["content"]), now=self.moment, rules=rules)
+            return Reply("campaign", "done", texts.JOURNEY_CONTENT_DONE.format(name=name, n=step + 1), reading=reading)
+        on = action == "on"
+        changed, ended = await switch(session, key, on=on, by=self.asker.guide_id, now=self.moment, rules=rules)
+        verb = texts.JOURNEY_ON if on else texts.JOURNEY_OFF
+        if not changed:
+            return Reply("campaign", "refused", texts.JOURNEY_SWITCH_SAME.format(name=name, state=verb, verb=verb))
+        done = texts.JOURNEY_SWITCH_DONE.format(verb=verb, name=name) if on else texts.JOURNEY_SWITCH_DONE_OFF.format(
+            name=name, ended=ended)
+        return Reply("campaign", "done", done, reading=reading)
 
     async def _schedule(self, pending: dict[str, Any]) -> Reply:
         """The confirmed draft stored (status scheduled) and planned: one row per person."""

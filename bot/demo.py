@@ -15,8 +15,10 @@ import csv
 import secrets
 import shutil
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from rich.console import Console
@@ -63,6 +65,8 @@ class DemoOutcome:
     member_corp_tags: list[str] | None = None
     pushed_card: dict[str, Any] | None = None  # the template_card the guide received
     chat_answers: list[tuple[str, list[str]]] | None = None  # (command, what the marketer received)
+    campaign_sent: int = 0  # messages the demo campaign sent through the guides
+    campaign_effect: list[str] | None = None  # the effect report the marketer received
 
 
 DEMO_MARKETER = "MK001"  # the generated retailer's marketer (guides.csv)
@@ -117,6 +121,9 @@ async def run_demo(
             WECOM_API_BASE=sim.base_url, WECHAT_API_BASE=sim.base_url,
             QIANMIAN_PUBLIC_URL=f"http://127.0.0.1:{port}", PORT=port,
             QIANMIAN_TAGS_REFRESH_AT="off",  # the demo refreshes once, below, and shows it
+            # The demo runs at any hour: no quiet hours, or a campaign started at night would wait
+            # for 09:00; the campaign sender looks every second instead of every five.
+            QIANMIAN_QUIET_HOURS="off", QIANMIAN_CAMPAIGN_INTERVAL=1,
         )
         tagged = await refresh_all(db, settings.today())
         async with db.transaction() as session:
@@ -292,12 +299,24 @@ async def _play(
     for command in texts.DEMO_CHAT_COMMANDS:
         answers.append((command, await _chat(out, sim, driver, DEMO_MARKETER, command)))
 
+    # 9. A campaign end to end: previewed, confirmed, sent through the guides, customers buying
+    # (or not, the control group too), and its effect measured against the control group.
+    out.rule(texts.DEMO_SCENE_CAMPAIGN)
+    async with db.transaction() as session:
+        contacts = await lookup.wecom_contacts(session)
+    for external_userid, held_by in contacts:  # WeCom knows the retailer's customer contacts
+        sim.wecom.add_external_contact(external_userid, follow_userid=held_by)
+    await _chat(out, sim, driver, DEMO_MARKETER, texts.DEMO_CAMPAIGN_COMMAND)
+    await _chat(out, sim, driver, DEMO_MARKETER, texts.CHAT_CONFIRM_WORD)
+    sent, bought = await _campaign_runs(out, db, workdir, graph, store_id)
+    effect = await _chat(out, sim, driver, DEMO_MARKETER, texts.DEMO_CAMPAIGN_EFFECT.format(name=bought))
+
     return DemoOutcome(
         bot_url=bot_url, member_person=member_person,
         follower_person=follower.person_id if follower else "",
         follower_merged_with_contact=merged, duplicate_recorded_once=once, forged_status=result.status or 0,
         member_portrait=member_portrait, corp_tags_sent=mirrored.sent, member_corp_tags=shown,
-        pushed_card=pushed, chat_answers=answers,
+        pushed_card=pushed, chat_answers=answers, campaign_sent=sent, campaign_effect=effect,
     )
 
 
@@ -370,6 +389,46 @@ async def _chat(out: Console, sim: TencentSimulator, driver: CallbackDriver, use
         shown.append(said)
         out.print("    " + said.replace("\n", "\n    "), highlight=False, markup=False)
     return shown
+
+
+async def _campaign_runs(
+    out: Console, db: Database, workdir: Path, graph: IdentityGraph, store_id: str, within: float = 30.0
+) -> tuple[int, str]:
+    """Wait until the confirmed campaign's messages are sent; then an evening POS export where
+    every second customer who got the message buys, and every fourth of the control group.
+    Returns (messages sent, the campaign's name)."""
+    from profile_store.campaigns import latest_campaign, targets
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    rows: list[dict[str, Any]] = []
+    name = ""
+    while loop.time() < deadline:
+        async with db.transaction() as session:
+            found = await latest_campaign(session)
+            rows = await targets(session, found[0]) if found else []
+        name = found[1] if found else ""
+        if rows and not any(r["outcome"] == "planned" for r in rows):
+            break
+        await asyncio.sleep(0.2)
+    sent = [r["person_id"] for r in rows if r["outcome"] in ("sent", "delivered")]
+    control = [r["person_id"] for r in rows if r["outcome"] == "control"]
+    held = len(rows) - len(sent) - len(control)
+    out.print(texts.DEMO_CAMPAIGN_SENT.format(sent=len(sent), control=len(control), held=held))
+    buyers = sent[::2] + control[::4]
+    async with db.transaction() as session:
+        members = await lookup.member_ids_of(session, buyers)
+    paid_at = (datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S")
+    evening = workdir / "pos-campaign"
+    shutil.rmtree(evening, ignore_errors=True)
+    evening.mkdir()
+    _write_csv(evening / "orders.csv", ["order_id", "channel", "store_id", "paid_at", "amount", "list_amount",
+                                        "coupon_code", "status", "member_id", "phone", "unionid", "miniapp_openid"],
+               [[f"OCAMP{i:04d}", "pos", store_id, paid_at, "268.00", "298.00", "", "paid", member, "", "", ""]
+                for i, member in enumerate(members.values())])
+    await Importer(db, graph.vault, graph).run(evening, workdir / "rejects-campaign.csv")
+    out.print(texts.DEMO_CAMPAIGN_BOUGHT.format(buyers=len(members)))
+    return len(sent), name
 
 
 def _expects_chart(command: str) -> bool:

@@ -332,7 +332,7 @@ CHAT_REPORT_SCOPE_MANAGER = "（只统计{store}的顾客）"
 CHAT_FAILED = "处理这条命令时出错了，已记录（编号 {key}），请稍后再试。"
 CHAT_ASK_SENT_IMAGE = "[图片] {path}"
 CHAT_CONFIRM_WORD = "确认"
-DEMO_SCENE_CHAT = "场景八：市场部在企业微信里对机器人说中文：圈人、打标签（先预览、再确认）、统计、营销活动预览"
+DEMO_SCENE_CHAT = "场景九：市场部在企业微信里对机器人说中文：圈人、打标签（先预览、再确认）、统计、营销活动预览"
 DEMO_CHAT_ASK = "  {userid} 发送：{command}"
 DEMO_CHAT_PICTURE = "[图表图片]"
 DEMO_CHAT_COMMANDS = (
@@ -581,3 +581,12 @@ JOURNEY_CONTENT_PREVIEW = (
 )
 JOURNEY_CONTENT_NO_STEP = "“{name}”只有{steps}步，没有第{n}步。"
 JOURNEY_CONTENT_DONE = "已更新“{name}”第{n}步的内容。"
+# A campaign's message when the command gave only a coupon (campaigns/drafts.py).
+CAMPAIGN_COUPON_MESSAGE = "送您一张{offer}，到店或在小程序下单即可使用，期待您的光临！"
+DEMO_SCENE_CAMPAIGN = "场景十：一次营销活动从头到尾：预览、确认、导购一对一发送、顾客购买（对照组也有人买），再看效果"
+DEMO_CAMPAIGN_COMMAND = "通过企微给价格导向的企微好友发30元无门槛券"
+DEMO_CAMPAIGN_SENT = (
+    "  导购们收到群发任务：发出 {sent} 条；对照组 {control} 人不发；{held} 人因频次上限、退订或无法触达未发。"
+)
+DEMO_CAMPAIGN_BOUGHT = "  晚间 POS 导出：其中 {buyers} 位会员到店消费（收到消息的每两人一位，对照组每四人一位）。"
+DEMO_CAMPAIGN_EFFECT = "统计{name}的效果"

@@ -1262,9 +1262,10 @@ def _campaign_control(bare: str, vocab: Vocabulary) -> CampaignControlCommand | 
         return None
     name = match.group(2).strip("“”\"「」 ")
     action = _CONTROL_ACTIONS[match.group(1)]
+    known = {normalise(c): c for c in vocab.campaigns}  # the text was normalised ("·" dropped)
     for candidate in (name, name + "活动", name.removesuffix("活动")):
-        if candidate and candidate in vocab.campaigns:
-            return CampaignControlCommand(action, candidate)  # type: ignore[arg-type]
+        if candidate and normalise(candidate) in known:
+            return CampaignControlCommand(action, known[normalise(candidate)])  # type: ignore[arg-type]
     if action in ("pause", "resume") and name:  # only campaigns are paused: say which one is unknown
         return NotUnderstood(unknown=(("campaign", name),), suggestions=suggest(bare))
     return None
@@ -1453,7 +1454,7 @@ def _report_command(clean: str, lexicon: Lexicon, today: date, original: str) ->
     if festival:
         campaign = {"双十一": "双11", "六一八": "618", "双十二": "双12"}.get(festival.group(1), festival.group(1))
     for name in sorted(lexicon.vocab.campaigns, key=len, reverse=True):
-        if name and name in clean:
+        if name and normalise(name) in clean:  # `clean` is normalised ("·" dropped)
             campaign = name
             break
     window = None

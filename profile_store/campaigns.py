@@ -611,3 +611,11 @@ async def change_status(session: AsyncSession, campaign_id: int, action: str) ->
             {"c": campaign_id},
         )
     return new
+
+
+async def latest_campaign(session: AsyncSession) -> tuple[int, str] | None:
+    """The campaign confirmed last (kind campaign): (id, name)."""
+    row = (
+        await session.execute(text("SELECT id, name FROM campaign WHERE kind = 'campaign' ORDER BY id DESC LIMIT 1"))
+    ).first()
+    return None if row is None else (int(row[0]), str(row[1]))

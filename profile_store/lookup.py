@@ -253,3 +253,30 @@ async def persons_named(session: AsyncSession, name: str, store_id: str | None =
         )
         params["s"] = store_id
     return sorted((await session.execute(text(query + " ORDER BY m.person_id"), params)).scalars())
+
+
+async def wecom_contacts(session: AsyncSession) -> list[tuple[str, str]]:
+    """(external_userid, guide) pairs a guide currently holds: their latest add/del event is an add."""
+    rows = await session.execute(
+        text(
+            "SELECT e.external_userid, e.guide_id FROM event e WHERE e.type = 'add_contact'"
+            " AND e.external_userid IS NOT NULL AND e.guide_id IS NOT NULL AND NOT EXISTS ("
+            "SELECT 1 FROM event l WHERE l.external_userid = e.external_userid AND l.guide_id = e.guide_id"
+            " AND l.type IN ('add_contact', 'del_contact') AND l.occurred_at > e.occurred_at)"
+            " ORDER BY e.external_userid, e.guide_id"
+        )
+    )
+    return [(str(r[0]), str(r[1])) for r in rows.all()]
+
+
+async def member_ids_of(session: AsyncSession, person_ids: Sequence[str]) -> dict[str, str]:
+    """One member id of each person that has one."""
+    if not person_ids:
+        return {}
+    rows = await session.execute(
+        text("SELECT person_id, MIN(member_id) FROM member WHERE person_id IN :ids GROUP BY person_id").bindparams(
+            bindparam("ids", expanding=True)
+        ),
+        {"ids": list(person_ids)},
+    )
+    return {str(p): str(m) for p, m in rows.all()}

@@ -333,6 +333,9 @@ async def test_campaigns_are_previewed_then_scheduled(chat: Chat) -> None:
         "SELECT COUNT(*) AS n FROM campaign_target WHERE campaign_id = :c AND outcome = 'planned'", c=campaign.id
     )
     assert left[0].n == 0  # nothing of a cancelled campaign will be sent
+    assert campaign.name == "上海门店的价格导向会员·30元无门槛券·1101"  # whom, what, the day
+    measured = await chat.say("MKT01", f"统计{campaign.name}的效果")
+    assert (measured.family, measured.outcome, measured.size) == ("report", "done", 12), measured.text
     unknown = await chat.say("MKT01", "暂停火星大促")
     assert unknown.outcome == "not_understood" and "火星大促" in unknown.text
     async with chat.db.transaction() as session:  # the module's sample stays the sample

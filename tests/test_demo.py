@@ -50,3 +50,6 @@ async def test_demo_plays_the_story_and_shows_no_phone(tmp_path: Path) -> None:
     assert texts.DEMO_CHAT_PICTURE in answers["对比一下各渠道上个月的销售额"]
     assert any("预览" in a for a in answers["给上海门店的价格导向会员下周一上午10点发30元无门槛券"])
     assert any("没能理解" in a or "没有完全听懂" in a for a in answers["圈选喜欢火星的会员"])
+    # Scene 9: a campaign sent through the guides and measured against its control group.
+    assert outcome.campaign_sent > 0
+    assert outcome.campaign_effect and any("对照" in a for a in outcome.campaign_effect), outcome.campaign_effect

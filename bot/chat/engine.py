@@ -514,7 +514,7 @@ class _Context:
     async def campaign(self, command: CampaignCommand) -> Reply:
         """A preview of what the campaign would do now: who, how many messages through which
         channel, and how many are held back (control group, caps, opt-outs, unreachable)."""
-        from campaigns.drafts import campaign_of, draft_of
+        from campaigns.drafts import campaign_name, campaign_of, draft_of, offer_text
         from campaigns.plan import PlanRules, preview
 
         if self.asker.role not in WRITE_ROLES:
@@ -524,8 +524,10 @@ class _Context:
             return replace(found, family="campaign")
         resolved, tree, _ = found
         reading = self.read(resolved)
-        name = f"{segment_name(self.text)[:20]}-{self.moment:%m%d%H%M}"
-        draft = draft_of(command, tree, name=name, reading=reading, by=self.asker.guide_id)
+        name = campaign_name(self.text, offer_text(command, dict(self.vocabulary.coupons)), self.moment)
+        draft = draft_of(
+            command, tree, name=name, reading=reading, by=self.asker.guide_id, coupons=dict(self.vocabulary.coupons)
+        )
         planned = await preview(
             self.a.db, campaign_of(draft), now=self.moment, today=self.today,
             rules=PlanRules.from_settings(self.a.settings),
@@ -780,23 +782,6 @@ def _minutes(value: float) -> str:
 
 
 def _offer(command: CampaignCommand, vocabulary: Vocabulary) -> str:
-    parts = []
-    coupon = command.coupon
-    if coupon is not None:
-        names = dict(vocabulary.coupons)
-        if coupon.card_id:
-            parts.append(texts.CHAT_CAMPAIGN_COUPON_CARD.format(name=names.get(coupon.card_id, coupon.card_id)))
-        elif coupon.kind == "cash":
-            threshold = (
-                texts.CHAT_CAMPAIGN_COUPON_THRESHOLD.format(threshold=f"{coupon.threshold_fen / 100:g}")
-                if coupon.threshold_fen
-                else texts.CHAT_CAMPAIGN_COUPON_NO_THRESHOLD
-            )
-            parts.append(texts.CHAT_CAMPAIGN_COUPON_CASH.format(value=f"{coupon.value / 100:g}", threshold=threshold))
-        elif coupon.kind == "discount":
-            parts.append(texts.CHAT_CAMPAIGN_COUPON_DISCOUNT.format(rate=f"{(100 - coupon.value) / 10:g}"))
-        else:
-            parts.append(texts.CHAT_CAMPAIGN_COUPON_GIFT)
-    if command.content:
-        parts.append(command.content)
-    return "；".join(parts) or texts.CHAT_CAMPAIGN_NO_CONTENT
+    from campaigns.drafts import offer_text
+
+    return offer_text(command, dict(vocabulary.coupons)) or texts.CHAT_CAMPAIGN_NO_CONTENT

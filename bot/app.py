@@ -200,9 +200,11 @@ def _schedule(
     scheduler: JobScheduler, db: Database, settings: Settings, services: Mapping[str, Any]
 ) -> asyncio.Task[Any] | None:
     """The bot's scheduled work: WeCom corp tags from their outbox; journeys (who entered one
-    since the last pass, and their later steps); the nightly tag refresh (made up at start when
-    today's did not happen). Returns the catch-up task, if any."""
+    since the last pass, and their later steps) and campaigns' later waves; the nightly tag
+    refresh (made up at start when today's did not happen). Returns the catch-up task, if any."""
     from campaigns.journeys import JourneyRules, run_journeys
+    from campaigns.plan import PlanRules
+    from campaigns.waves import plan_due_waves
     from profile_store.tagging.refresh import refresh_all
 
     mirror = CorpTagMirror(db, services.get("wecom"), per_second=settings.corp_tags_per_second)
@@ -219,6 +221,15 @@ def _schedule(
             services["campaigns"].wake()  # their first steps are due now
 
     scheduler.every("journeys", settings.journey_interval_seconds, journeys)
+
+    async def waves() -> None:
+        planned = await plan_due_waves(
+            db, now=datetime.now(UTC), today=settings.today(), rules=PlanRules.from_settings(settings)
+        )
+        if any(planned.values()):
+            services["campaigns"].wake()
+
+    scheduler.every("campaign-waves", settings.journey_interval_seconds, waves)
     if settings.tags_refresh_at == "off":
         return None
 

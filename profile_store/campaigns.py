@@ -619,3 +619,21 @@ async def latest_campaign(session: AsyncSession) -> tuple[int, str] | None:
         await session.execute(text("SELECT id, name FROM campaign WHERE kind = 'campaign' ORDER BY id DESC LIMIT 1"))
     ).first()
     return None if row is None else (int(row[0]), str(row[1]))
+
+
+async def campaigns_with_later_waves(session: AsyncSession) -> list[tuple[int, str, datetime | None]]:
+    """(id, waves JSON, send_at) of scheduled or running campaigns that have more than one wave."""
+    rows = await session.execute(
+        text(
+            "SELECT id, waves, send_at, confirmed_at FROM campaign WHERE kind = 'campaign'"
+            " AND status IN ('scheduled', 'running') AND waves IS NOT NULL AND waves LIKE '%after_days%'"
+        )
+    )
+    return [(int(r[0]), str(r[1]), aware(r[2]) or aware(r[3])) for r in rows.all()]
+
+
+async def planned_waves(session: AsyncSession, campaign_id: int) -> set[int]:
+    rows = await session.execute(
+        text("SELECT DISTINCT wave FROM campaign_target WHERE campaign_id = :c"), {"c": campaign_id}
+    )
+    return {int(r[0]) for r in rows.all()}

@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import text
 
 from campaigns.plan import PlanReport, PlanRules, out_of_quiet_hours, plan, plan_wave, preview
 from nlp.segment import Everyone, Tag, eq, to_json
@@ -427,3 +428,33 @@ async def test_waves_only_not_bought(db: Database) -> None:
     # wave 0 (sent 11-02 10:01) is one other message within 7 days: not capped
     assert report.planned == len(sent) - 1
     assert_adds_up(report)
+
+
+async def test_later_waves_are_planned_once_when_due(db: Database) -> None:
+    from campaigns.waves import plan_due_waves
+
+    await population(db, 50, seed=5)
+    waves = [
+        {"wave": 0, "after_days": 0, "only_not_bought": False},
+        {"wave": 1, "after_days": 3, "only_not_bought": True},
+    ]
+    cid = await stored(db, draft("跟进", control_pct=10.0, waves=json.dumps(waves)))
+    async with db.transaction() as session:  # confirmed: the job only follows scheduled campaigns
+        await session.execute(text("UPDATE campaign SET status = 'scheduled' WHERE id = :c"), {"c": cid})
+    before = local(2026, 11, 5, 9, 0)  # wave 0 not planned yet: nothing to follow up
+    assert await plan_due_waves(db, now=before, today=before.date(), rules=RULES) == {}
+    await plan(db, cid, now=NOW, today=T, rules=RULES)
+    wave0 = await rows(db, cid)
+    async with db.transaction() as session:
+        for pid, r in wave0.items():
+            if r["outcome"] == "planned":
+                await store.record_target(session, cid, 0, pid, channel="oa_template", outcome="sent", due_at=SEND,
+                                          sent_at=SEND + timedelta(minutes=1))
+    early = SEND + timedelta(days=3) - timedelta(minutes=1)  # 3 days after the send, less a minute
+    assert await plan_due_waves(db, now=early, today=early.date(), rules=RULES) == {}
+    due = SEND + timedelta(days=3, minutes=1)
+    planned = await plan_due_waves(db, now=due, today=due.date(), rules=RULES)
+    sent_or_control = {pid for pid, r in wave0.items() if r["outcome"] in ("planned", "control")}
+    assert planned == {(cid, 1): len(sent_or_control)}
+    assert set(await rows(db, cid, 1)) == sent_or_control
+    assert await plan_due_waves(db, now=due, today=due.date(), rules=RULES) == {}  # once

@@ -532,7 +532,8 @@ class CampaignSender:
                 if t.channel == "sms":
                     await self._sms(t, address.get("phone", {}), content)
                 else:
-                    await self._oa(t, address.get("openid", {}), content)
+                    card = _card(contents.get(t.campaign_id, {}), t.variant)
+                    await self._oa(t, address.get("openid", {}), content, card)
                 result.sent.append(t.key)
             except _Undeliverable as exc:
                 result.failed.append((t.key, str(exc)))
@@ -556,7 +557,7 @@ class CampaignSender:
         else:
             result.deferred.append((t.key, now + self._backoff(t.attempts), str(exc), True))
 
-    async def _oa(self, t: Target, openids: Mapping[str, str], content: str) -> None:
+    async def _oa(self, t: Target, openids: Mapping[str, str], content: str, card: str = "") -> None:
         value = openids.get(t.person_id)
         if not value or "/" not in value:
             raise _Undeliverable("no openid")
@@ -565,6 +566,11 @@ class CampaignSender:
         if client is None:
             raise _Undeliverable(f"official account {appid} not configured")
         if t.channel == "oa_custom":
+            # The coupon itself goes first, as a WeChat card the customer claims with one tap, then
+            # the words. Customer-service messages have no idempotency key: a crash between the two
+            # calls and the commit can repeat them (the card is one claim per code either way).
+            if card:
+                await client.send_custom_message(openid, "wxcard", {"card_id": card})
             await client.send_custom_message(openid, "text", {"content": content})
             return
         if not self.params.oa_template_id:
@@ -594,6 +600,15 @@ def _variants(raw: str) -> dict[str, dict[str, Any]]:
     except ValueError:
         return {}
     return {str(v.get("name", "")): v for v in items if isinstance(v, dict)}
+
+
+def _card(variants: Mapping[str, Mapping[str, Any]], name: str) -> str:
+    """The WeChat card (coupon) of a variant, when it names one."""
+    v = variants.get(name)
+    if v is None and len(variants) == 1:
+        v = next(iter(variants.values()))
+    coupon = (v or {}).get("coupon") or {}
+    return str(coupon.get("card_id") or "") if isinstance(coupon, dict) else ""
 
 
 def _content(variants: Mapping[str, Mapping[str, Any]], name: str) -> str:

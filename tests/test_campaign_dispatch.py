@@ -463,6 +463,21 @@ async def test_oa_template_custom_and_sms(
     assert sorted(m.phone for m in sim.sms.messages) == ["13800000001", "13800000002"]
 
 
+async def test_a_coupon_goes_as_a_wechat_card_before_the_words(
+    db: Database, shop: Shop, sim: TencentSimulator, http: aiohttp.ClientSession, clock: Callable[[], datetime]
+) -> None:
+    app = sim.oa_app_id
+    cid = await shop.campaign("送券", [{"name": "A", "content": "送您30元券", "coupon": {"card_id": "C30"}}])
+    await shop.persons([{"person": "pc1", "openid": f"{app}/oC1"}, {"person": "pt1", "openid": f"{app}/oT1"}])
+    await shop.targets(cid, [("pc1", "oa_custom", "", "A"), ("pt1", "oa_template", "", "A")],
+                       due=clock() - timedelta(minutes=1))
+    await make_sender(db, sim, http, clock).drain()
+    assert await shop.outcomes(cid) == {"sent": 2}
+    custom = sim.oa.accounts[app].custom_messages
+    assert [(m["touser"], m["msgtype"]) for m in custom] == [("oC1", "wxcard"), ("oC1", "text")]
+    assert custom[0]["wxcard"] == {"card_id": "C30"} and custom[1]["text"]["content"] == "送您30元券"
+
+
 async def test_sms_busy_retried_and_rate_limit_backs_off(
     db: Database, shop: Shop, sim: TencentSimulator, http: aiohttp.ClientSession
 ) -> None:

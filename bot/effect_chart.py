@@ -67,7 +67,14 @@ def _rate(arm: Arm) -> str:
 
 
 def wave_label(key: str) -> str:
-    return texts.EFFECT_WAVE.format(n=int(key) + 1) if key.isdigit() else key
+    """"第2波"; a journey's wave is its entry key × 10 + step (campaigns/journeys.py): "20261101 第1步"."""
+    if not key.isdigit():
+        return key
+    wave = int(key)
+    if wave >= 10:
+        entry, step = divmod(wave, 10)
+        return texts.EFFECT_JOURNEY_WAVE.format(entry=entry, step=step + 1)
+    return texts.EFFECT_WAVE.format(n=wave + 1)
 
 
 def _group_line(label: str, group: Group) -> str:

@@ -535,6 +535,7 @@ EFFECT_SIDES = {"treated": "发送组", "control": "对照组", "both": "发送�
 EFFECT_REVENUE = "销售额：发送组{treated}（{treated_orders}单），对照组{control}（{control_orders}单）"
 EFFECT_WAVES = "分波次："
 EFFECT_WAVE = "第{n}波"
+EFFECT_JOURNEY_WAVE = "{entry} 进入·第{step}步"
 EFFECT_GROUP_LINE = (
     "{label}：发送{treated_n}人 转化{treated_rate}，对照{control_n}人 转化{control_rate}，提升{uplift}，销售额{revenue}"
 )

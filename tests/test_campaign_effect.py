@@ -397,3 +397,11 @@ def test_cli_report_campaign(db_url: str, tmp_path: Path, monkeypatch: pytest.Mo
     assert _png_size(chart.read_bytes()) == (800, 500)
     missing = runner.invoke(report_app, ["campaign", "没有这个活动", "--as-of", "2026-11-20"])
     assert missing.exit_code == 1
+
+
+def test_wave_labels_of_campaigns_and_journeys() -> None:
+    from bot.effect_chart import wave_label
+
+    assert [wave_label("0"), wave_label("2")] == ["第1波", "第3波"]
+    # A journey's wave is entry key × 10 + step (campaigns/journeys.py): the entry and the step.
+    assert wave_label("202611010") == "20261101 进入·第1步" and wave_label("20262") == "2026 进入·第3步"

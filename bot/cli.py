@@ -28,6 +28,7 @@ from rich.progress import (
 from rich.table import Table
 
 from bot.cli_campaign import report_app
+from bot.cli_campaigns import campaign_app
 from bot.cli_chat import ask_command, segment_command
 from bot.cli_common import (
     AsOf,
@@ -57,6 +58,7 @@ app = typer.Typer(
 export_app = typer.Typer(help="Export data from the profile store.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 app.add_typer(report_app, name="report")
+app.add_typer(campaign_app, name="campaign")
 app.command("segment")(segment_command)
 app.command("ask")(ask_command)
 

@@ -591,3 +591,21 @@ DEMO_CAMPAIGN_SENT = (
 )
 DEMO_CAMPAIGN_BOUGHT = "  晚间 POS 导出：其中 {buyers} 位会员到店消费（收到消息的每两人一位，对照组每四人一位）。"
 DEMO_CAMPAIGN_EFFECT = "统计{name}的效果"
+# `qianmian campaign …` (bot/cli_campaigns.py).
+CLI_CAMPAIGN_NAME_TAKEN = "已有名为“{name}”的营销活动，请换一个名字。"
+CLI_CAMPAIGN_UNKNOWN = "没有名为“{name}”的营销活动。"
+CLI_CAMPAIGN_SEGMENT_BAD = "{where} “{text}” 无法理解：\n{why}"
+CLI_CAMPAIGN_SEGMENT_WHERE = {"segment": "--segment", "variant": "--variant"}
+CLI_CAMPAIGN_AT_PAST = "--at {at} 已经过去，请给一个将来的时间（或不写，立即发送）。"
+CLI_CAMPAIGN_PREVIEW_HEAD = "营销活动“{name}”预览（未保存）："
+CLI_CAMPAIGN_SCHEDULED_HEAD = "已保存并排期营销活动“{name}”（编号 {id}）："
+CLI_CAMPAIGN_FIGURES = (
+    "发送时间：{when}（免打扰时段顺延）\n目标 {targeted} 人；将发出 {planned} 条（{channels}）\n"
+    "不发送：对照组 {control} 人、超出频次上限 {capped} 人、已退订 {opted_out} 人、无法触达 {unreachable} 人"
+    "（其中企微本月额度已满 {quota} 人）；不属于任何版本 {no_variant} 人"
+)
+CLI_CAMPAIGN_VARIANT_LINE = "  版本“{name}”（{who}）：目标 {targeted} 人，发出 {planned} 条；内容：{content}"
+CLI_CAMPAIGN_EVERYONE_LEFT = "其余所有人"
+CLI_CAMPAIGN_CONFIRM_HINT = "加 --yes 保存并排期。"
+CLI_CAMPAIGN_CONTROL_PREVIEW = "将{verb}营销活动“{name}”（当前{status}，还有 {waiting} 条未发送）。加 --yes 执行。"
+CLI_CAMPAIGN_LIST_EMPTY = "还没有营销活动。"

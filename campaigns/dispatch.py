@@ -181,6 +181,9 @@ class CampaignSender:
         handled = await self.recover()
         handled += await self.send_due()
         await self.check_results()
+        if handled:
+            async with self.db.transaction() as session:
+                await co.advance_campaigns(session)
         return handled
 
     async def drain(self, rounds: int = 100) -> None:

@@ -14,6 +14,7 @@ opted_out | capped; a retried row goes back to `planned` with a later `due_at`.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -490,3 +491,35 @@ async def batch_rows(session: AsyncSession) -> list[dict[str, Any]]:
          "status": r[6], "msgid": r[7], "note": r[8]}
         for r in rows
     ]
+
+
+async def advance_campaigns(session: AsyncSession) -> None:
+    """Campaign statuses follow their rows: scheduled → running once a message went out; running →
+    done once every wave is planned and nothing is waiting or being sent. Journeys keep theirs."""
+    await session.execute(
+        text(
+            "UPDATE campaign SET status = 'running' WHERE kind = 'campaign' AND status = 'scheduled'"
+            " AND EXISTS (SELECT 1 FROM campaign_target t WHERE t.campaign_id = campaign.id AND t.sent_at IS NOT NULL)"
+        )
+    )
+    running = (
+        await session.execute(
+            text(
+                "SELECT c.id, c.waves FROM campaign c WHERE c.kind = 'campaign' AND c.status = 'running'"
+                " AND NOT EXISTS (SELECT 1 FROM campaign_target t WHERE t.campaign_id = c.id"
+                " AND t.outcome IN ('planned', 'sending'))"
+            )
+        )
+    ).all()
+    for campaign_id, waves in running:  # a few campaigns, never persons
+        wanted = {int(w.get("wave", 0)) for w in json.loads(waves or "[]")} | {0}
+        planned = {
+            int(r[0])
+            for r in (
+                await session.execute(
+                    text("SELECT DISTINCT wave FROM campaign_target WHERE campaign_id = :c"), {"c": campaign_id}
+                )
+            ).all()
+        }
+        if wanted <= planned:
+            await session.execute(text("UPDATE campaign SET status = 'done' WHERE id = :c"), {"c": campaign_id})

@@ -549,3 +549,22 @@ def test_params_follow_the_planners_settings() -> None:
     )
     off = CampaignSender(Database("sqlite:///:memory:"), params=SendParams(quiet_hours="off"))
     assert off.quiet_until(day.astimezone(UTC)) is None
+
+
+async def test_campaign_status_follows_its_rows(
+    db: Database, shop: Shop, sim: TencentSimulator, http: aiohttp.ClientSession, clock: Callable[[], datetime]
+) -> None:
+    one = await shop.campaign("一波", status="scheduled")
+    two = await shop.campaign("两波", status="scheduled")
+    async with db.transaction() as session:  # a later wave still to come: not done after wave 0
+        await session.execute(
+            text("UPDATE campaign SET waves = :w WHERE id = :c"),
+            {"w": json.dumps([{"wave": 0, "after_days": 0}, {"wave": 1, "after_days": 3}]), "c": two},
+        )
+    persons = await wecom_people(shop, 2, lambda i: "guide01")
+    await shop.targets(one, [(persons[0], "wecom", "guide01", "A")], due=clock() - timedelta(minutes=1))
+    await shop.targets(two, [(persons[1], "wecom", "guide01", "A")], due=clock() - timedelta(minutes=1))
+    await make_sender(db, sim, http, clock).drain()
+    async with db.transaction() as session:
+        status = dict((await session.execute(text("SELECT id, status FROM campaign"))).all())
+    assert (status[one], status[two]) == ("done", "running")

@@ -47,13 +47,9 @@ TEMPLATE = "TPL_BENCH"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
-def hwm_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
+from campaign_plan import hwm_mb  # noqa: E402  (bench/ is on sys.path)
 
 
 def fresh_pg(admin_url: str, name: str) -> str:

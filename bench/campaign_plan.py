@@ -33,14 +33,16 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: the segment bench's helpers
 
+from segments import admin  # the same throwaway-database helper as the segment bench
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from campaigns.plan import PlanRules, plan, preview
 from nlp.segment import Everyone, Tag, eq, to_json
 from profile_store import campaigns as store
-from profile_store.db import Database, async_url
+from profile_store.db import Database
 from profile_store.models import Campaign
 
 T = date(2026, 11, 1)
@@ -282,14 +284,6 @@ async def measure(url: str) -> dict[str, Any]:
     finally:
         await db.dispose()
     return result
-
-
-async def admin(url: str, *statements: str) -> None:
-    engine = create_async_engine(async_url(url), isolation_level="AUTOCOMMIT")
-    async with engine.connect() as conn:
-        for statement in statements:
-            await conn.execute(text(statement))
-    await engine.dispose()
 
 
 async def main() -> int:

@@ -190,7 +190,7 @@ def list_command() -> None:
     """Every campaign: name, status, send time, targeted / planned (messages) / sent."""
     from sqlalchemy import text
 
-    from profile_store.campaigns import aware
+    from profile_store.times import read_utc as aware
 
     held = ", ".join(f"'{o}'" for o in _HELD)
 

@@ -65,6 +65,7 @@ from profile_store import campaigns as store
 from profile_store.db import Database
 from profile_store.models import Campaign
 from profile_store.segments.sql import compile_segment
+from profile_store.times import utc as _aware
 
 CHANNELS_ALLOWED = {"any": ("wecom", "oa", "sms"), "wecom": ("wecom",), "oa": ("oa",), "sms": ("sms",)}
 OA_CUSTOM_WINDOW = timedelta(hours=48)
@@ -137,10 +138,6 @@ class PlanReport:
     @property
     def adds_up(self) -> bool:
         return self.targeted == self.planned + self.capped + self.opted_out + self.control + self.unreachable
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _segment(value: Any) -> Segment:

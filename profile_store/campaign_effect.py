@@ -40,6 +40,7 @@ from sqlalchemy import Integer, and_, case, cast, distinct, exists, func, litera
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from profile_store.models import Campaign, CampaignTarget, Event, Guide, Order, Store
+from profile_store.times import read_utc as _aware
 
 CAMPAIGNS = Campaign.__table__  # type: ignore[attr-defined]
 TARGETS = CampaignTarget.__table__  # type: ignore[attr-defined]
@@ -471,12 +472,6 @@ def _utc_naive(value: datetime) -> datetime:
     if value.tzinfo is not None:
         return value.astimezone(UTC).replace(tzinfo=None)
     return value
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 __all__ = [

@@ -44,6 +44,8 @@ from profile_store.bulk import analyze, dialect_of, rowcount, temp_table
 from profile_store.db import lock_for
 from profile_store.identity import IdentityGraph
 from profile_store.models import Campaign
+from profile_store.times import read_utc as aware
+from profile_store.times import utc as _utc
 
 # Planning is serialised across processes: two campaigns planned at once would each count the
 # other's rows as absent and together exceed the frequency cap.
@@ -88,21 +90,6 @@ def _bucket_default(element: Any, compiler: Any, **kw: Any) -> str:
 def _bucket_pg(element: Any, compiler: Any, **kw: Any) -> str:
     key, person = (compiler.process(c, **kw) for c in element.clauses)
     return _bucket_sql("postgresql", key, person)
-
-
-def _utc(value: datetime) -> datetime:
-    """Aware UTC for binding: SQLite keeps a DateTime(timezone=True) as naive text, so a value must
-    be converted before it is written or compared."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def aware(value: Any) -> datetime | None:
-    """A system timestamp read back (SQLite: naive UTC, possibly as text) as aware UTC."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------------------------- campaigns

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from profile_store.bulk import dialect_of, rowcount
 from profile_store.labels import LABELS, clean_label
 from profile_store.models import ChatState, LabelLog, SavedSegment
+from profile_store.times import read_utc as _aware
 
 SEGMENTS = SavedSegment.__table__  # type: ignore[attr-defined]
 STATES = ChatState.__table__  # type: ignore[attr-defined]
@@ -24,12 +25,6 @@ LABEL_LOG = LabelLog.__table__  # type: ignore[attr-defined]
 
 def _upsert(session: AsyncSession, table: Any) -> Any:
     return (postgresql.insert if dialect_of(session) == "postgresql" else sqlite.insert)(table)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------------------------- saved segments

@@ -19,6 +19,7 @@ from typing import Any, Literal, TextIO
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nlp.segment import TAG_KEYS
 from profile_store.db import Database
 from profile_store.lookup import shown_identity
 from profile_store.normalize import IDENTIFIER_KINDS
@@ -28,12 +29,6 @@ from profile_store.pii import PiiVault
 METRIC_KEYS = (
     "orders_365d", "amount_365d", "aov_365d", "max_order_365d", "recency_days", "last_active_date",
     "orders_total", "amount_total",
-)
-TAG_KEYS = (
-    "lifecycle", "rfm", "purchase_power", "wallet_depth", "price_orientation", "preferred_category",
-    "browse_preference", "preferred_channel", "preferred_store", "core_sku", "coupon_outstanding",
-    "coupon_redemption_rate", "is_member", "oa_follower", "wecom_contact", "guides", "source", "level",
-    "city", "gender", "birthday_month",
 )
 PAGE_SIZE = 2_000
 

@@ -33,15 +33,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from profile_store import campaigns as store
 from profile_store.bulk import analyze, dialect_of, rowcount, temp_table
 from profile_store.models import Campaign
+from profile_store.times import utc as _utc
 
 WAVES = "_qm_jr_wave"
 CURSOR_JOB = "journey"  # job_run rows (job, run_key = journey name): the time of its last run
 _AT = store._AT
 _LOCAL = store._LOCAL
-
-
-def _utc(value: datetime) -> datetime:
-    return store._utc(value)
 
 
 def entry_key(day: date) -> int:

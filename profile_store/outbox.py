@@ -18,6 +18,7 @@ from sqlalchemy import DateTime, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from profile_store.bulk import dialect_of
+from profile_store.times import read_utc as _aware
 
 PENDING, SENT, FAILED, EXPIRED = "pending", "sent", "failed", "expired"
 LEASE_SECONDS = 60  # a claimed row comes back after this if its sender died mid-send
@@ -35,14 +36,6 @@ class OutboxItem:
     attempts: int
     expires_at: datetime | None
     created_at: datetime
-
-
-def _aware(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):  # SQLite through text(): ISO text
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 async def enqueue(

@@ -17,35 +17,16 @@ from sqlalchemy import DateTime, bindparam, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nlp.segment import LIST_TAG_KEYS, TAG_KEYS
 from profile_store.bulk import dialect_of, stage, temp_table
 from profile_store.models import PersonProfile, TagHistory
 from profile_store.tagging.rules import Computed, dumps_list
+from profile_store.times import utc as _aware
 
-# Tag columns of `profile`, in the order tags.md lists them; each change of one is history.
-TAG_COLUMNS = (
-    "lifecycle",
-    "rfm",
-    "purchase_power",
-    "wallet_depth",
-    "price_orientation",
-    "preferred_category",
-    "browse_preference",
-    "preferred_channel",
-    "preferred_store",
-    "core_sku",
-    "coupon_outstanding",
-    "coupon_redemption_rate",
-    "is_member",
-    "oa_follower",
-    "wecom_contact",
-    "guides",
-    "source",
-    "level",
-    "city",
-    "gender",
-    "birthday_month",
-)
-LIST_TAGS = ("core_sku", "guides")
+# Tag columns of `profile`, in the order tags.md lists them (one list for the whole product, kept
+# with the segment language that names them); each change of one is history.
+TAG_COLUMNS = TAG_KEYS
+LIST_TAGS = LIST_TAG_KEYS
 # (column, SQL type) of a staged profile row, `computed_at` excepted (set by the statement).
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("person_id", "TEXT"),
@@ -192,10 +173,6 @@ async def _write_few(session: AsyncSession, rows: Sequence[tuple[Any, ...]], rea
             keep,
         )
     return len(changes)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _text(value: Any) -> str | None:

@@ -29,6 +29,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from bot.callbacks import MAX_BODY, CallbackHandlers, CallbackVerifier, verification_middleware
 from bot.chat.engine import Assistant
+from bot.claim_links import ROUTE as CLAIM_ROUTE
+from bot.claim_links import ClaimLinks, ClaimPage
 from bot.corp_tags import CorpTagMirror
 from bot.dispatcher import Dispatcher, ErrorReporter, Router
 from bot.metrics import Metrics
@@ -117,8 +119,10 @@ def create_app(
     services["sender"] = sender
     # Marketing messages (campaigns and journeys) from their own outbox, `campaign_target`; its
     # Tencent clients are the app's, set in the lifecycle once they exist.
+    # A campaign's WeChat card reaches WeCom, OA-template and SMS customers as a claim link.
+    claims = ClaimLinks.from_settings(settings)
     campaigns = CampaignSender(
-        database, vault=graph.vault, params=SendParams.from_settings(settings), errors=errors
+        database, vault=graph.vault, params=SendParams.from_settings(settings), errors=errors, claims=claims
     )
     services["campaigns"] = campaigns
     services["assistant"] = Assistant(database, graph, settings, links)
@@ -141,6 +145,7 @@ def create_app(
     app.router.add_get("/metrics", _metrics)
     page = PortraitPage(settings, database, graph, links, lambda: services.get("wecom"))
     app.router.add_get("/p/{token}", page.handle)
+    app.router.add_get(CLAIM_ROUTE, ClaimPage(claims, lambda: services.get("wechat") or {}).handle)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await database.migrate()

@@ -10,6 +10,7 @@ Tencent's retries.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, NoReturn
@@ -67,8 +68,48 @@ def _refuse_pi(target: str, data: str) -> NoReturn:
     raise _Forbidden("ProcessingInstructionForbidden")
 
 
+# The fast path. Nearly every callback is a flat `<xml>` of leaf children holding one CDATA
+# section or plain text each: the envelope (ToUserName, Encrypt, AgentID) and the decrypted event
+# alike. The edge reads two such documents per request; expat calls back into Python ~4 times per
+# child, two compiled patterns read the same document in C in half the time (measured: envelope
+# 6.3 → 3.0 µs, add_external_contact 12.5 → 5.6 µs). The grammar is a strict subset of XML whose
+# reading is unambiguous and equal to expat's: names without ':' (no namespaces), no attributes,
+# no declaration, DTD, comment, PI or reference (text holds no '<', '&' or ']'), no '\r' (XML
+# normalises it), no character XML forbids. Anything else goes to expat, which decides; tests
+# compare the two readers on the same documents, including generated ones.
+_BAD = r"\x00-\x08\x0b-\x1f\ud800-\udfff\ufffe\uffff"
+_CHILD = (
+    r"<([A-Za-z_][A-Za-z0-9_.-]*)>"
+    rf"(?:<!\[CDATA\[([^\]{_BAD}]*+(?:\](?!\]>)[^\]{_BAD}]*+)*+)\]\]>|([^<&\]{_BAD}]*+))"
+    r"</\1>"
+)
+_FLAT_DOC = re.compile(rf"[ \t\n]*<xml>(?:[ \t\n]*{_CHILD})*+[ \t\n]*</xml>[ \t\n]*")
+_FLAT_CHILD = re.compile(_CHILD)
+
+
+def _flat_fields(doc: str) -> dict[str, str] | None:
+    """The fields of a flat document, or None when it is not one (then expat decides)."""
+    if _FLAT_DOC.fullmatch(doc) is None:
+        return None
+    # Only between the root's tags (or "<xml></xml>" would read as a child named "xml").
+    inside = _FLAT_CHILD.findall(doc, doc.index("<xml>") + 5, doc.rindex("</xml>"))
+    return {name: (cdata or text).strip() for name, cdata, text in inside}
+
+
 def parse_fields(xml_text: str | bytes) -> dict[str, str]:
     """Top-level `<xml>` children as tag → text (nested structures keep no text)."""
+    if isinstance(xml_text, str):
+        flat = _flat_fields(xml_text)
+    else:
+        try:  # bytes with a BOM or an encoding declaration do not match: expat reads them as declared
+            flat = _flat_fields(xml_text.decode("utf-8"))
+        except UnicodeDecodeError:
+            flat = None
+    return flat if flat is not None else _expat_fields(xml_text)
+
+
+def _expat_fields(xml_text: str | bytes) -> dict[str, str]:
+    """The general reader (expat): any well-formed document, constructs refused as above."""
     fields: dict[str, str] = {}
     depth = 0  # 1 inside the root, 2 inside one of its children, ...
     root = ""
@@ -267,9 +308,16 @@ def dedupe_key(fields: dict[str, str], channel: str, account: str) -> str:
     return ":".join([channel, *parts, fields.get("CreateTime", "")])
 
 
-def parse_event(xml_text: str | bytes, *, channel: str, account: str) -> CallbackEvent:
-    """A typed event; CallbackXmlError when even the envelope is unusable."""
+def parse_envelope(xml_text: str | bytes, *, channel: str, account: str) -> tuple[dict[str, str], str]:
+    """The fields and the dedupe key: all the edge needs to record a callback (the typed event is
+    made where it is processed); CallbackXmlError when the envelope is unusable."""
     fields = parse_fields(xml_text)
+    _check_envelope(fields)
+    return fields, dedupe_key(fields, channel, account)
+
+
+def _check_envelope(fields: dict[str, str]) -> int:
+    """The CreateTime of a usable envelope; CallbackXmlError otherwise."""
     for name in ("ToUserName", "FromUserName", "CreateTime", "MsgType"):
         if not fields.get(name):
             raise CallbackXmlError(f"missing <{name}>")
@@ -279,6 +327,13 @@ def parse_event(xml_text: str | bytes, *, channel: str, account: str) -> Callbac
         raise CallbackXmlError("CreateTime is not an integer") from exc
     if create_time < 0:
         raise CallbackXmlError("CreateTime is negative")
+    return create_time
+
+
+def parse_event(xml_text: str | bytes, *, channel: str, account: str) -> CallbackEvent:
+    """A typed event; CallbackXmlError when even the envelope is unusable."""
+    fields = parse_fields(xml_text)
+    create_time = _check_envelope(fields)
     base: dict[str, Any] = {
         "channel": channel,
         "account": account,

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from bot.callback_xml import WECHAT, WECOM, CallbackEvent, CallbackXmlError, parse_event, parse_fields
+from bot.callback_xml import WECHAT, WECOM, CallbackXmlError, parse_envelope, parse_fields
 from bot.crypto import DecryptError, MessageCrypto, SignatureError, check_plain_signature
 from bot.dispatcher import Dispatcher
 from bot.metrics import Metrics
@@ -44,8 +44,8 @@ class Verified:
     channel: str
     account: str
     echo: str | None = None  # GET: what to answer
-    event: CallbackEvent | None = None  # POST: the parsed callback
-    body: str | None = None  # POST: decrypted XML, recorded as is
+    dedupe_key: str | None = None  # POST: the callback's identity across Tencent's retries
+    body: str | None = None  # POST: decrypted XML, recorded as is (typed where it is processed)
 
 
 class Rejected(Exception):
@@ -163,8 +163,8 @@ class CallbackVerifier:
                 body = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise Rejected(400, "malformed_xml", "body is not UTF-8") from exc
-        event = parse_event(body, channel=channel, account=account.receive_id)
-        return Verified(channel, account.receive_id, event=event, body=body)
+        _fields, key = parse_envelope(body, channel=channel, account=account.receive_id)
+        return Verified(channel, account.receive_id, dedupe_key=key, body=body)
 
 
 def verification_middleware(verifier: CallbackVerifier, metrics: Metrics) -> Middleware:
@@ -205,6 +205,9 @@ class CallbackHandlers:
         self.recorder = recorder
         self.dispatcher = dispatcher
         self.metrics = metrics
+        # labelled children looked up once, not per request
+        self._received = {c: metrics.callbacks_received.labels(channel=c) for c in (WECOM, WECHAT)}
+        self._duplicate = {c: metrics.callbacks_duplicate.labels(channel=c) for c in (WECOM, WECHAT)}
 
     async def get(self, request: web.Request) -> web.Response:
         verified = request[VERIFIED]
@@ -212,10 +215,10 @@ class CallbackHandlers:
 
     async def post(self, request: web.Request) -> web.Response:
         verified = request[VERIFIED]
-        assert verified.event is not None and verified.body is not None
+        assert verified.dedupe_key is not None and verified.body is not None
         recorded = await self.recorder.record(
             NewRawEvent(
-                dedupe_key=verified.event.dedupe_key,
+                dedupe_key=verified.dedupe_key,
                 channel=verified.channel,
                 account=verified.account,
                 body=verified.body,
@@ -223,11 +226,11 @@ class CallbackHandlers:
             )
         )
         if recorded.new and recorded.raw is not None:
-            self.metrics.callbacks_received.labels(channel=verified.channel).inc()
+            self._received[verified.channel].inc()
             self.dispatcher.spawn(recorded.raw)
         else:
-            self.metrics.callbacks_duplicate.labels(channel=verified.channel).inc()
-            log.info("duplicate callback %s answered again", verified.event.dedupe_key)
+            self._duplicate[verified.channel].inc()
+            log.info("duplicate callback %s answered again", verified.dedupe_key)
         return web.Response(text=SUCCESS)
 
     def add_routes(self, app: web.Application) -> None:

@@ -15,9 +15,8 @@ variant holds are not targeted. Results on stdout, errors on stderr with exit st
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from zoneinfo import ZoneInfo
 
 import typer
@@ -29,7 +28,6 @@ campaign_app = typer.Typer(help="Campaigns: create (preview, then --yes), list, 
                            no_args_is_help=True)
 
 CHANNELS = ("any", "wecom", "oa", "sms")
-DEFAULT_VARIANT = "default"
 # Rows of campaign_target that are not a message (held back).
 _HELD = ("control", "capped", "opted_out", "unreachable")
 
@@ -102,10 +100,11 @@ def create_command(
 ) -> None:
     """Preview a campaign; with --yes store it (scheduled) and plan one row per person."""
     from bot.chat.engine import not_understood_text
+    from campaigns.drafts import campaign_of, draft_of
     from campaigns.plan import PlanRules, plan, preview
     from nlp import segment as seg
     from nlp.describe import describe
-    from nlp.intent import NotUnderstood
+    from nlp.intent import CampaignCommand, CampaignVariant, NotUnderstood
     from nlp.parse import parse_segment
     from profile_store.campaigns import create_campaign, name_taken
     from profile_store.models import Campaign
@@ -142,32 +141,29 @@ def create_command(
                 return parsed
 
             tree = understood(segment, "segment")
-            variants: list[dict[str, Any]] = []
-            for i, (who, content) in enumerate(pairs):
-                when = understood(who, "variant")
-                taken = {v["name"] for v in variants}
-                vname = who if who not in taken and who != DEFAULT_VARIANT else f"{who}-{i + 1}"
-                variants.append({"name": vname, "who": describe(when, vocabulary, day), "when": json.loads(
-                    seg.to_json(when)), "content": content, "coupon": None})
+            # the variants as the chat's 千人千面 command gives them, through the same draft
+            variants = [CampaignVariant(who=who, when=understood(who, "variant"), content=content)
+                        for who, content in pairs]
             if default and default.strip():
-                variants.append({"name": DEFAULT_VARIANT, "who": "", "when": None, "content": default.strip(),
-                                 "coupon": None})
+                variants.append(CampaignVariant(who="", when=None, content=default.strip()))
+            command = CampaignCommand(segment=tree, channel=cast(Any, channel), send_at=send_at, name=name,
+                                      variants=tuple(variants))
             reading = describe(tree, vocabulary, day)
-            stored = [{k: v[k] for k in ("name", "when", "content", "coupon")} for v in variants]
+            draft = draft_of(
+                command, tree, name=name, reading=reading, by=by, coupons=dict(vocabulary.coupons),
+                whens=[(v.when, "" if v.when is None else describe(v.when, vocabulary, day)) for v in variants],
+                control_pct=control,
+            )
 
             def row(status: str) -> Campaign:
-                return Campaign(
-                    name=name, kind="campaign", segment=seg.to_json(tree), reading=reading,
-                    variants=json.dumps(stored, ensure_ascii=False), channel=channel, send_at=send_at,
-                    control_pct=control, status=status, created_by=by,
-                )
+                return campaign_of(draft, status=status)
 
             rules = PlanRules.from_settings(settings)
             print(texts.CHAT_READING.format(reading=reading))
             if not yes:
                 report = await preview(db, row("draft"), now=now, today=day, rules=rules)
                 print(texts.CLI_CAMPAIGN_PREVIEW_HEAD.format(name=name))
-                print("\n".join(_figures(report, variants, settings.tz)))
+                print("\n".join(_figures(report, draft["variants"], settings.tz)))
                 print(texts.CLI_CAMPAIGN_CONFIRM_HINT)
                 return
             async with db.transaction() as session:
@@ -178,7 +174,7 @@ def create_command(
                 campaign_id = await create_campaign(session, campaign)
             report = await plan(db, campaign_id, now=now, today=day, rules=rules)
             print(texts.CLI_CAMPAIGN_SCHEDULED_HEAD.format(name=name, id=campaign_id))
-            print("\n".join(_figures(report, variants, settings.tz)))
+            print("\n".join(_figures(report, draft["variants"], settings.tz)))
         finally:
             await db.dispose()
 

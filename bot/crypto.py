@@ -78,9 +78,11 @@ class MessageCrypto:
         self.token = token
         self.receive_id = receive_id
         self._key = key
+        # Key and IV (the key's first 16 bytes) never change: one Cipher, a fresh context per message.
+        self._aes = Cipher(algorithms.AES(key), modes.CBC(key[:16]))
 
     def _cipher(self) -> Cipher[modes.CBC]:
-        return Cipher(algorithms.AES(self._key), modes.CBC(self._key[:16]))
+        return self._aes
 
     # ------------------------------------------------------------------ decrypt (callbacks in)
 

@@ -36,8 +36,10 @@ class PortraitLink:
     expires_at: int  # epoch seconds
 
 
-def _link_key(secret: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"qianmian-links-v1", info=b"portrait-link").derive(
+def link_key(secret: str, purpose: bytes) -> bytes:
+    """The signing key of one kind of link (portrait, coupon claim), derived from
+    QIANMIAN_SECRET_KEY: a token of one kind never verifies as another."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"qianmian-links-v1", info=purpose).derive(
         secret.encode("utf-8")
     )
 
@@ -53,7 +55,7 @@ class PortraitLinks:
     ) -> None:
         if not secret_key:
             raise ValueError("QIANMIAN_SECRET_KEY is empty: portrait links cannot be signed")
-        self._serializer = URLSafeSerializer(_link_key(secret_key), salt="portrait")
+        self._serializer = URLSafeSerializer(link_key(secret_key, b"portrait-link"), salt="portrait")
         self.public_url = public_url.rstrip("/")
         self.ttl_seconds = ttl_seconds
         self.clock = clock

@@ -18,6 +18,13 @@ those still running after the shutdown timeout. A worker whose edge disappears s
 
 `--role edge|worker` runs one side alone (e.g. edges and workers on different machines);
 `QIANMIAN_SERVE_WORKERS=0` is the single-process bot (edge and processing on one loop).
+
+One edge process answers on one core. `QIANMIAN_SERVE_EDGES` edge processes (unset: one per core,
+at most 4, on PostgreSQL; one on SQLite, where they would meet at the single write lock) share
+the port through SO_REUSEPORT, the kernel spreading connections over them; this process is the
+first and supervises the others as it does its workers (`python -m bot.serve edge`). Edges keep
+nothing of their own: each records into the database, whose dedupe key makes a retry landing on
+another edge a duplicate.
 """
 
 from __future__ import annotations
@@ -39,8 +46,21 @@ log = logging.getLogger("qianmian.serve")
 
 SHUTDOWN_TIMEOUT = 10.0
 WORKER_COMMAND = ("-m", "bot.serve", "worker")
+EDGE_COMMAND = ("-m", "bot.serve", "edge")
 ROLES = ("all", "edge", "worker")
 SUPERVISED_ENV = "QIANMIAN_WORKER_SLOT"  # set by WorkerPool for the workers it starts
+EDGE_ENV = "QIANMIAN_EDGE_SLOT"  # set for the extra edge processes the first edge starts
+# The supervising edge's pid, given to the processes it starts: a child compares it with its
+# parent pid to notice it was orphaned, even when that happened before it got round to looking.
+SUPERVISOR_ENV = "QIANMIAN_SUPERVISOR_PID"
+
+
+def _supervisor() -> int:
+    """The pid of the edge that started this process (0: started by hand)."""
+    try:
+        return int(os.environ.get(SUPERVISOR_ENV, "0"))
+    except ValueError:
+        return 0
 
 
 class MissingSettings(RuntimeError):
@@ -67,6 +87,10 @@ def serve(settings: Settings, *, role: str = "all", workers: int | None = None) 
         return
     count = settings.workers_for_serve() if workers is None else workers
     split = role == "edge" or count > 0
+    replica = bool(os.environ.get(EDGE_ENV))  # an extra edge: it starts nothing of its own
+    edges = settings.edges_for_serve()
+    if replica:
+        count = 0
     if count > 0 and role == "all" and settings.database_url.startswith("sqlite"):
         log.warning(
             "%d worker process(es) on SQLite: edge and workers then meet at SQLite's single write lock, "
@@ -74,17 +98,45 @@ def serve(settings: Settings, *, role: str = "all", workers: int | None = None) 
             "(measured: worse than one process). QIANMIAN_SERVE_WORKERS=0 is the default on SQLite.",
             count,
         )
+    if edges > 1 and not split:
+        log.warning("QIANMIAN_SERVE_EDGES=%d needs worker processes (QIANMIAN_SERVE_WORKERS>0): one edge", edges)
+        edges = 1
     app = create_app(settings, role="edge" if split else "all")
     if role == "all" and count > 0:
         app.cleanup_ctx.append(WorkerPool(count, settings).context)
+    if replica and _supervisor() > 1:
+        app.cleanup_ctx.append(_stop_when_orphaned)
+    elif edges > 1:
+        extra = WorkerPool(edges - 1, settings, command=[sys.executable, *EDGE_COMMAND], slot_env=EDGE_ENV, kind="edge")
+        app.cleanup_ctx.append(extra.context)
     web.run_app(
         app,
         host=settings.host,
         port=settings.port,
+        reuse_port=edges > 1 or replica,
         access_log=None,  # one line per callback would cost more than the callback; metrics count them
         print=lambda line: logging.getLogger("qianmian").info(line),
         shutdown_timeout=SHUTDOWN_TIMEOUT,
     )
+
+
+async def _stop_when_orphaned(app: web.Application) -> AsyncIterator[None]:
+    """An extra edge stops (as on SIGTERM: in-flight requests answered, queue written) when the
+    edge that started it is gone, so a SIGKILLed `serve` leaves no edge answering on its port."""
+    parent = _supervisor()
+
+    async def watch() -> None:
+        while os.getppid() == parent:  # nothing signals a parent's death to a child: polled  # noqa: ASYNC110
+            await asyncio.sleep(1.0)
+        log.warning("edge %d: its first edge (pid %d) is gone; stopping", os.getpid(), parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    task = asyncio.create_task(watch(), name="edge-orphan-watch")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 # ---------------------------------------------------------------------- the worker process
@@ -98,7 +150,7 @@ async def run_worker(settings: Settings, *, parent: int | None = None) -> None:
         with contextlib.suppress(OSError):
             os.nice(settings.worker_nice)
     if parent is None:
-        parent = os.getppid() if os.environ.get(SUPERVISED_ENV) else 0
+        parent = _supervisor()
     app = create_app(settings, role="worker")
     runner = web.AppRunner(app, handle_signals=False)
     stop = asyncio.Event()
@@ -123,7 +175,8 @@ async def run_worker(settings: Settings, *, parent: int | None = None) -> None:
 
 
 class WorkerPool:
-    """Worker processes of an edge: started with it, restarted when they die, stopped with it."""
+    """Processes of an edge (its workers, or its extra edges): started with it, restarted when
+    they die, stopped with it."""
 
     def __init__(
         self,
@@ -134,8 +187,12 @@ class WorkerPool:
         restart_pause: float = 0.5,
         max_pause: float = 30.0,
         stop_timeout: float = SHUTDOWN_TIMEOUT,
+        slot_env: str = SUPERVISED_ENV,
+        kind: str = "worker",
     ) -> None:
         self.count = count
+        self.slot_env = slot_env
+        self.kind = kind
         self.settings = settings
         self.command = list(command) if command is not None else [sys.executable, *WORKER_COMMAND]
         self.restart_pause = restart_pause
@@ -165,9 +222,9 @@ class WorkerPool:
             self._tasks.append(asyncio.create_task(self._watch(slot), name=f"serve-worker-{slot}"))
 
     async def _spawn(self, slot: int) -> None:
-        env = {**os.environ, SUPERVISED_ENV: str(slot)}
+        env = {**os.environ, self.slot_env: str(slot), SUPERVISOR_ENV: str(os.getpid())}
         self.procs[slot] = await asyncio.create_subprocess_exec(*self.command, env=env)
-        log.info("worker %d started (pid %d)", slot, self.procs[slot].pid)
+        log.info("%s %d started (pid %d)", self.kind, slot, self.procs[slot].pid)
 
     async def _watch(self, slot: int) -> None:
         pause = self.restart_pause
@@ -177,7 +234,7 @@ class WorkerPool:
             code = await self.procs[slot].wait()
             if self._stopping:
                 return
-            log.error("worker %d (pid %d) exited with %s; starting it again", slot, self.procs[slot].pid, code)
+            log.error("%s %d (pid %d) exited with %s; starting it again", self.kind, slot, self.procs[slot].pid, code)
             # A worker that keeps dying at start (bad settings, database away) is not restarted in
             # a tight loop; one that ran a while is restarted at once.
             pause = self.restart_pause if loop.time() - started > 60 else min(pause * 2, self.max_pause)
@@ -204,7 +261,7 @@ class WorkerPool:
             if late:
                 for proc in running:
                     if proc.returncode is None:
-                        log.warning("worker pid %d did not stop in time: killed", proc.pid)
+                        log.warning("%s pid %d did not stop in time: killed", self.kind, proc.pid)
                         with contextlib.suppress(ProcessLookupError):
                             proc.kill()
                 await asyncio.gather(*(proc.wait() for proc in running), return_exceptions=True)

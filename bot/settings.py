@@ -6,6 +6,7 @@ from the environment: nothing in the repository carries a real one.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated
@@ -77,6 +78,9 @@ class Settings(BaseSettings):
     corp_tags_per_second: float = Field(20.0, gt=0, alias="QIANMIAN_CORP_TAGS_RATE")
     # Portrait links (GET /p/{token}): how long a link sent to a guide stays valid.
     portrait_link_hours: float = Field(24.0, gt=0, alias="QIANMIAN_PORTRAIT_LINK_HOURS")
+    # Coupon claim links (GET /c/{token}) in campaign messages: days a link stays valid from the
+    # time its message is sent.
+    claim_link_days: int = Field(7, ge=1, alias="QIANMIAN_CLAIM_LINK_DAYS")
     # WeCom OAuth2 on portrait pages: when on, the page asks WeCom who is opening it and refuses
     # anyone but the guide the link was sent to. Needs a trusted domain set up for the app.
     wecom_oauth: bool = Field(False, alias="QIANMIAN_WECOM_OAUTH")
@@ -96,7 +100,10 @@ class Settings(BaseSettings):
     # than the edge's (nice increment), so answering Tencent comes first when both want the CPU.
     serve_workers: int | None = Field(None, ge=0, le=64, alias="QIANMIAN_SERVE_WORKERS")
     worker_poll_seconds: float = Field(0.02, gt=0, alias="QIANMIAN_WORKER_POLL")
-    worker_nice: int = Field(0, ge=0, le=19, alias="QIANMIAN_WORKER_NICE")
+    worker_nice: int = Field(10, ge=0, le=19, alias="QIANMIAN_WORKER_NICE")
+    # HTTP edge processes sharing the port (SO_REUSEPORT); unset: one per core (at most 4) on
+    # PostgreSQL, 1 on SQLite. More than one needs worker processes (the edges process nothing).
+    serve_edges: int | None = Field(None, ge=1, le=64, alias="QIANMIAN_SERVE_EDGES")
     # Campaigns and journeys (issue 6): at most CAP_MESSAGES marketing messages per person within
     # any CAP_DAYS days, across all campaigns and journeys; no sends in the quiet hours (local
     # time, "HH:MM-HH:MM", start included, end excluded; a send inside them waits for the end).
@@ -132,7 +139,7 @@ class Settings(BaseSettings):
         """T by default: today in the business time zone."""
         return datetime.now(ZoneInfo(self.tz)).date()
 
-    @field_validator("serve_workers", mode="before")
+    @field_validator("serve_workers", "serve_edges", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -180,6 +187,13 @@ class Settings(BaseSettings):
         if self.serve_workers is not None:
             return self.serve_workers
         return 0 if self.database_url.startswith("sqlite") else 1
+
+    def edges_for_serve(self) -> int:
+        """QIANMIAN_SERVE_EDGES, or when unset: one per core (at most 4) on PostgreSQL, 1 on SQLite
+        (several edges there queue at the one write lock: measured no faster)."""
+        if self.serve_edges is not None:
+            return self.serve_edges
+        return 1 if self.database_url.startswith("sqlite") else max(1, min(os.cpu_count() or 1, 4))
 
     def missing_for_serve(self) -> list[str]:
         """Names of the variables `serve` cannot start without (runtime.md)."""

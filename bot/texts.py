@@ -609,3 +609,39 @@ CLI_CAMPAIGN_EVERYONE_LEFT = "其余所有人"
 CLI_CAMPAIGN_CONFIRM_HINT = "加 --yes 保存并排期。"
 CLI_CAMPAIGN_CONTROL_PREVIEW = "将{verb}营销活动“{name}”（当前{status}，还有 {waiting} 条未发送）。加 --yes 执行。"
 CLI_CAMPAIGN_LIST_EMPTY = "还没有营销活动。"
+# Campaigns with a version per kind of customer by chat (千人千面: nlp/parse.py, bot/chat/engine.py).
+CAMPAIGN_VARIANTS_NAME = "{n}个版本"
+CAMPAIGN_VARIANTS_HEAD = "按人群分 {n} 个版本（每人只收到第一个符合的版本）："
+CAMPAIGN_VARIANT_LINE = "  · {who}：目标 {targeted} 人，发出 {planned} 条；内容：{content}"
+CAMPAIGN_VARIANT_EVERYONE_LEFT = "其余所有人"
+CAMPAIGN_VARIANTS_NONE = "  · 不属于任何版本 {n} 人，不发送（可加一句“其他人发…”）"
+CAMPAIGN_VARIANT_ISSUES = {
+    "unknown": (
+        "版本条件“{who}”不是能识别的人群（标签），例如可以写：价格导向的、品质导向的、忠诚客户、沉睡会员、女性会员。"
+    ),
+    "no_content": "没有看出要给“{who}”发什么，请写成“{who}发……”。",
+    "default_twice": "“{who}”和前面的内容都是发给其余所有人的，只能有一个，请去掉其中一个。",
+}
+# Coupon claim links: a campaign's WeChat card in WeCom mass sends, OA template messages and SMS
+# (bot/claim_links.py, campaigns/dispatch.py).
+CLAIM_LINK_TITLE = "点击领取优惠券"
+CLAIM_LINK_DESC = "在微信中一键领取，领取后到店或线上使用"
+CLAIM_SMS_SUFFIX = " 领券：{url}"
+CLAIM_LANDING_TITLE = "领取您的专属优惠券"
+CLAIM_PAGE_TITLE = "领取优惠券"
+CLAIM_PAGE_FORGED = "领券链接无效，请从收到的消息中重新打开。"
+CLAIM_PAGE_EXPIRED = "这个领券链接已过期。"
+CLAIM_PAGE_NO_CARD = "这张优惠券已下架或不存在。"
+CLAIM_PAGE_BUSY = "优惠券暂时领取不了，请稍后再试。"
+# Reports over a segment named in the command ("统计价格导向会员上个月的销售额": nlp/parse.py,
+# nlp/describe.py describe_report, bot/chat/engine.py).
+REPORT_SCOPE_NOT_UNDERSTOOD = (
+    "统计的范围没有看懂：可以写某个人群，如“统计价格导向会员上个月的销售额”“对比上海的女性会员各渠道本月的订单数”。"
+)
+REPORT_TWO_WINDOWS = "一次只能统计一个时间段，请只写一个（如“上个月”或“近30天”）。"
+REPORT_READING = "{window}{by}的{measures}"
+REPORT_READING_BY = "各{by}"
+REPORT_READING_DISTRIBUTION = "{by}分布（截至{date}）"
+REPORT_READING_CAMPAIGN = "{window}{campaign}活动的{measures}"
+REPORT_READING_ALL_CAMPAIGNS = "{window}全部活动的{measures}"
+REPORT_READING_AMONG = "，只统计：{segment}"

@@ -15,6 +15,10 @@ of the row's channel, the frequency cap across all campaigns and journeys, quiet
   48 h) and `sms` (`SmsSender`, `out_id` = our row key; the phone decrypted with the PiiVault):
   one call per row, `concurrency` at a time, outcomes written every `chunk` rows.
 
+A variant's WeChat card goes as the card itself only in customer-service messages; WeCom mass
+sends (a link attachment), template messages (their `url`) and SMS (in the text) carry a signed,
+expiring claim link instead (bot/claim_links.py: `/c/{token}` → the card's landing page).
+
 Errors: 45009/45033 pause the whole channel for `channel_backoff` s (rows go back to planned,
 due when the pause ends, no attempt counted: nothing is lost); -1 and network failures retry the
 row with exponential backoff, at most `max_attempts` attempts; any other errcode is final
@@ -46,6 +50,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot import texts
+from bot.claim_links import ClaimLinks
 from bot.tencent.errors import RATE_LIMITED, TencentAPIError, TencentError, TencentNetworkError
 from campaigns.plan import PlanRules, out_of_quiet_hours, parse_quiet_hours
 from campaigns.sms import SmsError, SmsSender
@@ -127,8 +133,10 @@ class CampaignSender:
         params: SendParams | None = None,
         errors: Any = None,
         clock: Callable[[], datetime] | None = None,
+        claims: ClaimLinks | None = None,
     ) -> None:
         self.db = db
+        self.claims = claims  # coupon claim links (bot/claim_links.py); None: a card goes only in OA custom
         self.wecom = wecom
         self.oa = dict(oa or {})  # appid → OfficialAccountClient
         self.sms = sms
@@ -260,6 +268,9 @@ class CampaignSender:
             capped: list[Key] = []
             go: list[Target] = []
             for t in sorted(ready, key=lambda t: (t.campaign_id, t.wave)):
+                if t.service:  # answers the customer's own action: no cap, counts for none
+                    go.append(t)
+                    continue
                 n = counts.get(t.person_id, 0)
                 if n >= p.cap:
                     capped.append(t.key)
@@ -310,6 +321,7 @@ class CampaignSender:
         """One (campaign, wave, guide, variant): one add_msg_template per `mass_send_limit` customers."""
         undeliverable: list[tuple[Key, str]] = []
         content = _content(contents.get(key[0], {}), key[3])
+        card = _card(contents.get(key[0], {}), key[3])
         if self.wecom is None:
             undeliverable = [(t.key, "WeCom API not configured") for t in members]
         elif not key[2]:
@@ -327,12 +339,13 @@ class CampaignSender:
         limit = max(1, self.params.mass_send_limit)
         for start in range(0, len(members), limit):
             try:
-                await self._mass_send(key, members[start : start + limit], external, content)
+                await self._mass_send(key, members[start : start + limit], external, content, card)
             except Exception as exc:  # the batch stays pending: recovered after its lease
                 self._report(exc, f"batch {key}")
 
     async def _mass_send(
-        self, key: tuple[int, int, str, str], members: Sequence[Target], external: Mapping[str, str], content: str
+        self, key: tuple[int, int, str, str], members: Sequence[Target], external: Mapping[str, str], content: str,
+        card: str = "",
     ) -> None:
         p = self.params
         now = self._now()
@@ -346,9 +359,14 @@ class CampaignSender:
         async with self.db.transaction() as session:
             await co.begin_batch(session, batch, key, persons, now=now, lease=p.lease_seconds)
         person_of = {external[t.person_id]: t.person_id for t in members}
+        claim = self._claim_url(key[0], key[3], card, max((_due(t, now) for t in members), default=now))
+        attachments = [] if claim is None else [{"msgtype": "link", "link": {
+            "title": texts.CLAIM_LINK_TITLE, "desc": texts.CLAIM_LINK_DESC, "url": claim}}]
         try:
             self.calls += 1
-            answer = await self.wecom.add_msg_template(sender=key[2], external_userid=list(person_of), text=content)
+            answer = await self.wecom.add_msg_template(
+                sender=key[2], external_userid=list(person_of), text=content, attachments=attachments
+            )
         except TencentAPIError as exc:
             await self._batch_refused(batch, key, members, exc)
             return
@@ -532,10 +550,11 @@ class CampaignSender:
                 if not content:
                     raise _Undeliverable(f"variant {t.variant!r} has no content")
                 self.calls += 1
+                card = _card(contents.get(t.campaign_id, {}), t.variant)
                 if t.channel == "sms":
-                    await self._sms(t, address.get("phone", {}), content)
+                    await self._sms(t, address.get("phone", {}), content, self._claim_url(
+                        t.campaign_id, t.variant, card, _due(t, now)))
                 else:
-                    card = _card(contents.get(t.campaign_id, {}), t.variant)
                     await self._oa(t, address.get("openid", {}), content, card)
                 result.sent.append(t.key)
             except _Undeliverable as exc:
@@ -578,18 +597,32 @@ class CampaignSender:
             return
         if not self.params.oa_template_id:
             raise _Undeliverable("no OA template id configured")
+        # A template message cannot carry a card: tapping it opens the card's claim link.
         await client.send_template_message(
             openid, self.params.oa_template_id, {self.params.oa_template_field: content},
-            client_msg_id=row_key(t),
+            url=self._claim_url(t.campaign_id, t.variant, card, _due(t, self._now())), client_msg_id=row_key(t),
         )
 
-    async def _sms(self, t: Target, phones: Mapping[str, str], content: str) -> None:
+    async def _sms(self, t: Target, phones: Mapping[str, str], content: str, claim: str | None = None) -> None:
         sealed = phones.get(t.person_id)
         if self.sms is None:
             raise _Undeliverable("SMS not configured")
         if not sealed or self.vault is None:
             raise _Undeliverable("no phone")
-        await self.sms.send(self.vault.decrypt(sealed), content, out_id=row_key(t))
+        text = content if claim is None else content + texts.CLAIM_SMS_SUFFIX.format(url=claim)
+        await self.sms.send(self.vault.decrypt(sealed), text, out_id=row_key(t))
+
+    def _claim_url(self, campaign_id: int, variant: str, card: str, due: datetime) -> str | None:
+        """The claim link of a variant's card (None without a card or without links), valid from
+        when the message goes out: its due time, or now for a message sent late (a paused
+        campaign resumed a week on still sends links that work)."""
+        if not card or self.claims is None:
+            return None
+        return self.claims.url(campaign_id, variant, card, sent_from=max(due, self._now()).timestamp())
+
+
+def _due(t: Target, now: datetime) -> datetime:
+    return co.utc(t.due_at) or now
 
 
 def row_key(t: Target) -> str:

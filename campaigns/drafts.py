@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from bot import texts
 from nlp import segment as seg
-from nlp.intent import CampaignCommand
+from nlp.intent import CampaignCommand, CouponOffer
 from profile_store.models import Campaign
 
 # The channel words of a command → the channels a person may be reached by (Campaign.channel).
-CHANNELS = {"wecom": "wecom", "oa": "oa", "any": "any"}
+CHANNELS = {"wecom": "wecom", "oa": "oa", "sms": "sms", "any": "any"}
 DEFAULT_CONTROL_PCT = 10.0
+DEFAULT_VARIANT = "default"  # the variant for everyone left (campaigns.plan)
 
 
 _WHO = re.compile(r"给(.+?)(?:发送|发|推送|群发|提醒|送)")
@@ -41,8 +43,12 @@ def campaign_name(text: str, offer: str, moment: datetime) -> str:
 
 def offer_text(command: CampaignCommand, coupons: dict[str, str]) -> str:
     """What the message says: the coupon in words ("30元无门槛券"), then the command's content."""
+    return offer_words(command.coupon, command.content, coupons)
+
+
+def offer_words(coupon: CouponOffer | None, content: str, coupons: dict[str, str]) -> str:
+    """A coupon in words ("30元无门槛券"), then the words that go with it."""
     parts = []
-    coupon = command.coupon
     if coupon is not None:
         if coupon.card_id:
             parts.append(texts.CHAT_CAMPAIGN_COUPON_CARD.format(name=coupons.get(coupon.card_id, coupon.card_id)))
@@ -57,9 +63,38 @@ def offer_text(command: CampaignCommand, coupons: dict[str, str]) -> str:
             parts.append(texts.CHAT_CAMPAIGN_COUPON_DISCOUNT.format(rate=f"{(100 - coupon.value) / 10:g}"))
         else:
             parts.append(texts.CHAT_CAMPAIGN_COUPON_GIFT)
-    if command.content:
-        parts.append(command.content)
+    if content:
+        parts.append(content)
     return "；".join(parts)
+
+
+def _message(coupon: CouponOffer | None, content: str, coupons: dict[str, str]) -> str:
+    """A coupon without words of its own is announced in words ("送您一张30元无门槛券…"): a
+    message is never empty."""
+    if coupon is not None and not content:
+        return texts.CAMPAIGN_COUPON_MESSAGE.format(offer=offer_words(coupon, "", coupons))
+    return content
+
+
+def _variant(name: str, when: seg.Segment | None, who: str, coupon: CouponOffer | None, content: str,
+             coupons: dict[str, str]) -> dict[str, Any]:
+    """One variant as stored (Campaign.variants; the shape `qianmian campaign create` stores)."""
+    variant: dict[str, Any] = {
+        "name": name, "who": who, "when": None if when is None else json.loads(seg.to_json(when)),
+        "content": _message(coupon, content, coupons), "coupon": None,
+    }
+    if coupon is not None:
+        variant["coupon"] = asdict(coupon)
+    return variant
+
+
+def variant_name(who: str, taken: set[str], index: int) -> str:
+    """A variant's name: its condition as written, without the trailing 的 ("价格导向的" → "价格导向"),
+    numbered when taken already; "default" for everyone left."""
+    if not who:
+        return DEFAULT_VARIANT
+    name = who.removesuffix("的") or who
+    return name if name not in taken and name != DEFAULT_VARIANT else f"{name}-{index + 1}"
 
 
 def draft_of(
@@ -70,23 +105,30 @@ def draft_of(
     reading: str,
     by: str,
     coupons: dict[str, str] | None = None,
+    whens: Sequence[tuple[seg.Segment | None, str]] | None = None,
+    control_pct: float = DEFAULT_CONTROL_PCT,
 ) -> dict[str, Any]:
-    """The draft as JSON-ready data: one variant for everyone. A coupon without words of its own
-    is announced in words ("送您一张30元无门槛券…"): a message is never empty."""
-    content = command.content
-    if command.coupon is not None and not content:
-        content = texts.CAMPAIGN_COUPON_MESSAGE.format(offer=offer_text(command, coupons or {}))
-    variant: dict[str, Any] = {"name": "default", "when": None, "content": content}
-    if command.coupon is not None:
-        variant["coupon"] = asdict(command.coupon)
+    """The draft as JSON-ready data: one variant for everyone, or the command's variants (千人千面,
+    first match wins) with `whens` their conditions as the caller resolved them and their readings
+    (default: as parsed, unread). The chat's commands and `qianmian campaign create` both come
+    here."""
+    known = coupons or {}
+    if command.variants:
+        conditions = list(whens) if whens is not None else [(v.when, "") for v in command.variants]
+        variants: list[dict[str, Any]] = []
+        for i, (v, (when, who)) in enumerate(zip(command.variants, conditions, strict=True)):
+            vname = variant_name("" if when is None else v.who, {x["name"] for x in variants}, i)
+            variants.append(_variant(vname, when, who, v.coupon, v.content, known))
+    else:
+        variants = [_variant(DEFAULT_VARIANT, None, "", command.coupon, command.content, known)]
     return {
         "name": command.name or name,
         "segment": seg.to_json(tree),
         "reading": reading,
-        "variants": [variant],
+        "variants": variants,
         "channel": CHANNELS.get(command.channel, "any"),
         "send_at": command.send_at.isoformat() if command.send_at else None,
-        "control_pct": DEFAULT_CONTROL_PCT,
+        "control_pct": control_pct,
         "created_by": by,
     }
 

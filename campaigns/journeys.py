@@ -10,6 +10,11 @@ little late is still seen; a re-run writes nothing twice):
 - 新粉欢迎旅程 (welcome): a `follow` event in (since, now] → step 0 now (welcome + 新人券);
   step 1 once the follow is ≥ 1 day old, step 2 once ≥ 3 days old — each only if step 0 was
   sent (or held as control) and the person has no paid order after the follow, up to now.
+  Step 0 answers the customer's own action (they just followed): a service message
+  (campaign_target.service), held back by opt-outs, quiet hours and WeCom's quota like any row
+  but by no frequency cap, and counted for none; the reminders are marketing. So a new
+  follower gets all three within the default cap of 2 per 7 days, and one who already had 2
+  marketing messages that week gets the welcome alone.
 - 加购提醒旅程 (cart): an `add_cart` of a sku at least `cart_hours` (24) hours old — occurred in
   (since − 24 h, now − 24 h] — with no paid order containing that sku after it, up to now.
 - 券到期提醒旅程 (coupon): a coupon gotten, not consumed nor deleted (by its code), of a card
@@ -24,8 +29,9 @@ little late is still seen; a re-run writes nothing twice):
 Each entry then goes through the planner's own decision (campaigns.plan / profile_store.campaigns):
 control group by the stable hash bucket("<journey id>:", person) < control_pct × 100 (10 %:
 journeys are measured like campaigns), opt-outs, channel by reachability (wecom → oa_custom →
-oa_template → sms), the frequency cap across every campaign and journey (2 per 7 days), and a due
-time of now moved out of the quiet hours. Wave keys: see profile_store.journeys.
+oa_template → sms), the frequency cap across every campaign and journey (2 per 7 days; service
+messages aside), and a due time of now moved out of the quiet hours. Wave keys: see
+profile_store.journeys.
 
 Two processes: a whole run holds the planner's advisory lock (one transaction), so runs and
 campaign plans are serialised and see each other's rows.
@@ -83,6 +89,8 @@ JOURNEYS: dict[str, JourneySpec] = {
 }
 BY_NAME = {spec.name: spec for spec in JOURNEYS.values()}
 WELCOME_STEP_DAYS = (0, 1, 3)  # step → days after the follow
+# A service message is held back by no frequency cap: the planner's cap made unreachable.
+NO_CAP = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -153,19 +161,24 @@ def _rules(rules: JourneyRules | None) -> JourneyRules:
     return JourneyRules.from_settings(Settings())  # type: ignore[call-arg]  # filled from the env
 
 
-async def _enter(session: Any, row: jstore.JourneyRow, step: int, now: datetime, rules: PlanRules) -> int:
-    """The staged candidates (profile_store.journeys wave table) through the planner's decision."""
+async def _enter(
+    session: Any, row: jstore.JourneyRow, step: int, now: datetime, rules: PlanRules, *, service: bool = False
+) -> int:
+    """The staged candidates (profile_store.journeys wave table) through the planner's decision;
+    `service` rows (the welcome) are capped by nothing and count for no cap."""
     campaign = Campaign(
         id=row.campaign_id, name=row.name, kind="journey", segment="{}", channel=row.channel,
         control_pct=row.control_pct, send_at=None,
     )
     # wave -1: the cap counts every other row (a journey's waves differ per person)
     d = replace(decision(campaign, 0, now, rules), wave=-1)
+    if service:
+        d = replace(d, cap_messages=NO_CAP)
     await store.stage_segment(
         session, jstore.wave_persons(), [(variant_name(step), None)], hash_key=d.hash_key, control_cut=d.control_cut
     )
     await store.decide(session, d)
-    written = await jstore.write_entries(session, row.campaign_id, d.due_at)
+    written = await jstore.write_entries(session, row.campaign_id, d.due_at, service=service)
     await store.clear_staging(session)
     return written
 
@@ -198,7 +211,7 @@ async def run_journeys(db: Database, *, now: datetime, rules: JourneyRules | Non
             cid = row.campaign_id
             if key == "welcome":
                 if await jstore.stage_welcome(session, cid, since_local=local(since), now_local=now_local):
-                    written += await _enter(session, row, 0, now, rules.plan)
+                    written += await _enter(session, row, 0, now, rules.plan, service=True)
                 for step in (1, 2):
                     days = timedelta(days=WELCOME_STEP_DAYS[step])
                     if await jstore.stage_welcome_step(

@@ -17,8 +17,11 @@ Rules, in this precedence, for each person of the wave:
    journey (this campaign wave's own rows aside). |t − due| < 7 days: a message
    exactly 7 × 24 h away no longer counts ("the 8th day frees it"). Also capped: a person whose
    only channels left are WeCom with its monthly quota used up (WeCom's own cap).
-5. **planned**, through the first channel, in this order, that the campaign allows
-   (any | wecom | oa | sms), reaches the person and is not opted out:
+5. **planned**, through the person's preferred lane when the campaign allows it, it reaches the
+   person and they have not opted out of it — by tags.md 偏好渠道: 门店 → `wecom` (their guide),
+   小程序 / 公众号商城 → the official account (`oa_custom`, else `oa_template`), 电商 → `sms` —
+   otherwise (no preference, or that lane closed) through the first channel, in this order, that
+   the campaign allows (any | wecom | oa | sms), reaches the person and is not opted out:
    - `wecom`: some guide holds the person (the latest `add_contact` event, up to now, whose
      guide is still in profile.guides: that guide sends) and a non-shared external_userid node is
      known, and WeCom's per-customer quota (tencent.md: as many a month as the month has days)

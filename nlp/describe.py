@@ -13,7 +13,9 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from bot import texts
 from bot.texts import CHANNEL_NAMES, SEGMENT_EVENT_ACTIONS, SEGMENT_READINGS, TAG_NAMES
+from nlp.intent import ReportCommand
 from nlp.segment import (
     LIST_TAG_KEYS,
     And,
@@ -51,6 +53,34 @@ _INVERSE: dict[str, Any] = {"ge": "lt", "gt": "le", "le": "gt", "lt": "ge"}  # n
 def describe(segment: Segment, vocab: Vocabulary | None = None, today: date | None = None) -> str:
     """The segment in plain Chinese (`today`: show the dates of relative windows)."""
     return _Reader(vocab or Vocabulary(), today).read(segment)
+
+
+def describe_report(command: ReportCommand, vocab: Vocabulary | None = None, today: date | None = None) -> str:
+    """A report command in plain Chinese: what is measured, over which window (last 30 days when
+    none), by what, and among whom ("上个月（2026-10-01至2026-10-31）的销售额，只统计：价格导向…")."""
+    reader = _Reader(vocab or Vocabulary(), today)
+    by = texts.REPORT_DIMENSIONS.get(command.by, command.by) if command.by is not None else ""
+    measures = texts.REPORT_MEASURE_SEPARATOR.join(texts.REPORT_MEASURES.get(m, m) for m in command.measures)
+    window = reader.window(command.window or Window("days", 30))
+    if command.campaign is not None:
+        text = texts.REPORT_READING_CAMPAIGN.format(window=window, campaign=_campaign(command.campaign),
+                                                    measures=measures)
+    elif all(m in ("conversion", "redemption") for m in command.measures):
+        text = texts.REPORT_READING_ALL_CAMPAIGNS.format(window=window, measures=measures)
+    elif command.by in ("lifecycle", "rfm") and command.measures == ("customers",):
+        # a distribution of a tag: as of T, never windowed
+        text = (
+            texts.REPORT_READING_DISTRIBUTION.format(by=by, date=today.isoformat())
+            if today is not None
+            else texts.REPORT_TITLE_DISTRIBUTION.format(by=by)
+        )
+    else:
+        text = texts.REPORT_READING.format(
+            window=window, by=texts.REPORT_READING_BY.format(by=by) if by else "", measures=measures
+        )
+    if command.segment is not None:
+        text += texts.REPORT_READING_AMONG.format(segment=reader.read(command.segment))
+    return text
 
 
 def yuan(fen: Any) -> str:

@@ -36,15 +36,30 @@ class CouponOffer:
 
 
 @dataclass(frozen=True)
+class CampaignVariant:
+    """One version of a campaign's message (千人千面): "价格导向的发30元无门槛券" is for the persons
+    `when` holds (价格导向); `when` None ("其他人发新品推荐") holds everyone no version before it
+    holds. `who` is the condition as written."""
+
+    who: str
+    when: Segment | None
+    content: str = ""
+    coupon: CouponOffer | None = None
+
+
+@dataclass(frozen=True)
 class CampaignCommand:
-    """营销 (parsed now, sent by the campaigns issue): who, through which channel, what, when."""
+    """营销: who, through which channel, what, when. With `variants` (千人千面), what each kind of
+    customer gets, in order, the first that holds a person winning (persons none holds are not
+    sent anything); `content` and `coupon` are then empty."""
 
     segment: Segment
-    channel: Literal["wecom", "oa", "any"] = "any"
+    channel: Literal["wecom", "oa", "sms", "any"] = "any"  # sms: `qianmian campaign create --channel sms`
     content: str = ""
     coupon: CouponOffer | None = None
     send_at: datetime | None = None  # aware, Asia/Shanghai; None: now (after confirmation)
     name: str = ""
+    variants: tuple[CampaignVariant, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,6 +137,11 @@ class ReplyCommand:
     yes: bool
 
 
+# unknown: the condition is not a segment we can read · no_content: nothing to send them ·
+# default_twice: "其他人" given twice (or besides the content of the command itself)
+VariantIssue = Literal["unknown", "no_content", "default_twice"]
+
+
 @dataclass(frozen=True)
 class NotUnderstood:
     """The parser could not place everything: `unplaced` words it could not use, `unknown`
@@ -133,6 +153,9 @@ class NotUnderstood:
     unknown: tuple[tuple[str, str], ...] = ()
     suggestions: tuple[str, ...] = field(default_factory=tuple)
     reason: str = ""
+    # A campaign's version that cannot be used: its condition as written and why (VariantIssue).
+    variant: str = ""
+    variant_issue: VariantIssue | None = None
 
 
 Command: TypeAlias = (

@@ -25,12 +25,16 @@ import unicodedata
 from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
+from bot.texts import REPORT_SCOPE_NOT_UNDERSTOOD, REPORT_TWO_WINDOWS
+from nlp.describe import describe
 from nlp.examples import EXAMPLES
 from nlp.intent import (
     CampaignCommand,
     CampaignControlCommand,
+    CampaignVariant,
     Command,
     CouponOffer,
     HelpCommand,
@@ -45,7 +49,16 @@ from nlp.intent import (
     ReportMeasure,
     SegmentCommand,
 )
-from nlp.lexicon import CHANNEL_NAMES, LIFECYCLE_VALUES, Lexeme, Lexicon, lexicon_for, normalise
+from nlp.lexicon import (
+    CAMPAIGN_VERBS,
+    CHANNEL_NAMES,
+    CMP_WORDS,
+    LIFECYCLE_VALUES,
+    Lexeme,
+    Lexicon,
+    lexicon_for,
+    normalise,
+)
 from nlp.numbers import NUMBER, parse_number, to_fen
 from nlp.segment import (
     CHANNELS,
@@ -78,7 +91,7 @@ from nlp.segment import (
     eq,
 )
 from nlp.vocabulary import Vocabulary
-from nlp.when import SEND_TIME_RE, WINDOW_RE, SendTimeError, find_send_time, local_now, window_of
+from nlp.when import SEND_TIME_RE, SendTimeError, find_send_time, local_now
 
 _MONEY_UNITS = {"元": 1, "块": 1, "块钱": 1, "元钱": 1, "万元": 10_000, "千元": 1000, "w": 10_000, "W": 10_000}
 _COUNT_UNITS = ("次", "单", "笔")
@@ -113,6 +126,9 @@ class _SegmentParser:
         self.anyone = False
         self.unplaced: list[str] = []
         self.unknown: list[tuple[str, str]] = []
+        # Windows no condition took (近一个月的忠诚会员): nothing to a segment, a report's period.
+        self.idle: list[Lexeme] = []
+        self.result: tuple[Segment | None, list[str], list[tuple[str, str]]] = (None, [], [])
 
     # ------------------------------------------------------------------ helpers
 
@@ -228,6 +244,8 @@ class _SegmentParser:
         # A window nothing used stood in front of tag words only (近一个月的忠诚会员): tags never take
         # a window (commands.md), so it changes nothing. It is not dropped when nothing at all
         # was understood: then the whole command is not understood.
+        if not self.window_used and self.window_lexeme is not None:
+            self.idle.append(self.window_lexeme)
         self.window_used = True
 
     def build(self) -> Segment | None:
@@ -1075,14 +1093,21 @@ def parse_segment(text: str, vocab: Vocabulary, today: date) -> Segment | NotUnd
     return _segment(normalise(text), lexicon, today, original=text)
 
 
-def _segment(clean: str, lexicon: Lexicon, today: date, original: str) -> Segment | NotUnderstood:
+def _read_segment(clean: str, lexicon: Lexicon, today: date) -> _SegmentParser:
+    """The parser after reading `clean` (its result in `.result`)."""
     parser = _SegmentParser(lexicon.lex(clean, today), lexicon, today)
-    segment, unplaced, unknown = parser.run()
+    parser.result = parser.run()
+    segment, unplaced, unknown = parser.result
     if (unplaced or unknown or segment is None) and lexicon.names_saved_in(clean):
         # Words that only make sense as a saved segment's name ("春节老客中的女性"): read them so.
         loose = lexicon.with_loose_saved_names()
         parser = _SegmentParser(loose.lex(clean, today), loose, today)
-        segment, unplaced, unknown = parser.run()
+        parser.result = parser.run()
+    return parser
+
+
+def _segment(clean: str, lexicon: Lexicon, today: date, original: str) -> Segment | NotUnderstood:
+    segment, unplaced, unknown = _read_segment(clean, lexicon, today).result
     if unplaced or unknown:
         return NotUnderstood(
             unplaced=tuple(unplaced),
@@ -1363,6 +1388,44 @@ def _send_time(text: str, now: datetime) -> tuple[datetime, tuple[int, int]] | N
 
 
 def _campaign_command(clean: str, lexicon: Lexicon, now: datetime, original: str) -> Command:
+    split = _variant_clauses(original, lexicon, local_now(now).date())
+    if split is not None:
+        return _variant_campaign(split[0], split[1], lexicon, now, original)
+    return _single_campaign(clean, lexicon, now, original)
+
+
+def _offer_of(what: str, lexicon: Lexicon) -> tuple[CouponOffer | None, str]:
+    """The coupon `what` names (a known card by name, 30元无门槛券, 满200减30, 8折券) and the
+    words left around it."""
+    for card_id, name in lexicon.vocab.coupons:
+        if name and normalise(name) in what:
+            return CouponOffer(card_id=card_id), what.replace(normalise(name), "")
+    full = _COUPON_FULL.search(what)
+    if full:
+        off, threshold = parse_number(full.group("v")), parse_number(full.group("t"))
+        if off is not None and threshold is not None:
+            return CouponOffer(kind="cash", value=float(to_fen(off)), threshold_fen=to_fen(threshold)), what.replace(
+                full.group(0), "")
+        return None, what
+    cash = _COUPON_CASH.search(what)
+    if cash:
+        off = parse_number(cash.group("v"))
+        if off is not None:
+            return CouponOffer(kind="cash", value=float(to_fen(off)), threshold_fen=0), what.replace(cash.group(0), "")
+        return None, what
+    discount = _COUPON_DISCOUNT.search(what)
+    if discount:
+        rate = parse_number(discount.group("v"))
+        if rate is not None and 0 < rate < 10:
+            return CouponOffer(kind="discount", value=float((10 - rate) * 10)), what.replace(discount.group(0), "")
+    return None, what
+
+
+def _single_campaign(
+    clean: str, lexicon: Lexicon, now: datetime, original: str, *, may_be_empty: bool = False
+) -> CampaignCommand | NotUnderstood:
+    """One message for everyone; with `may_be_empty` (the head of a command with variants) it
+    may say nothing of its own."""
     quoted = _QUOTED.search(clean)
     masked = clean[: quoted.start()] + "§" + clean[quoted.end() :] if quoted else clean
     send_at = None
@@ -1379,37 +1442,12 @@ def _campaign_command(clean: str, lexicon: Lexicon, now: datetime, original: str
     who, what = match.group("who"), match.group("what")
     channel: Any = "any"
     for words, value in ((r"企微|企业微信|私聊|一对一", "wecom"), (r"公众号|服务号|模板消息", "oa")):
-        if re.search(words, who + what):
+        if re.search(words, masked[: match.start()] + who + what):  # "通过企微给…" too
             channel = value
             who = re.sub(r"(?:通过|用|在)?(?:" + words + r")(?:上|里)?", "", who)
             what = re.sub(r"(?:通过|用|在)?(?:" + words + r")(?:上|里)?", "", what)
     who = re.sub(r"(?:都|统一|分别|一起)$", "", who)
-    coupon = None
-    content = what
-    for card_id, name in lexicon.vocab.coupons:
-        if name and normalise(name) in what:
-            coupon = CouponOffer(card_id=card_id)
-            content = what.replace(normalise(name), "")
-            break
-    if coupon is None:
-        cash = _COUPON_CASH.search(what)
-        full = _COUPON_FULL.search(what)
-        discount = _COUPON_DISCOUNT.search(what)
-        if full:
-            off, threshold = parse_number(full.group("v")), parse_number(full.group("t"))
-            if off is not None and threshold is not None:
-                coupon = CouponOffer(kind="cash", value=float(to_fen(off)), threshold_fen=to_fen(threshold))
-                content = what.replace(full.group(0), "")
-        elif cash:
-            off = parse_number(cash.group("v"))
-            if off is not None:
-                coupon = CouponOffer(kind="cash", value=float(to_fen(off)), threshold_fen=0)
-                content = what.replace(cash.group(0), "")
-        elif discount:
-            rate = parse_number(discount.group("v"))
-            if rate is not None and 0 < rate < 10:
-                coupon = CouponOffer(kind="discount", value=float((10 - rate) * 10))
-                content = what.replace(discount.group(0), "")
+    coupon, content = _offer_of(what, lexicon)
     if quoted and "§" in what:
         content = quoted.group(1)
     else:
@@ -1419,7 +1457,7 @@ def _campaign_command(clean: str, lexicon: Lexicon, now: datetime, original: str
         if typed and content:
             content = typed.group(1).strip()
     content = content.strip(" ：:，,")
-    if coupon is None and not content:
+    if coupon is None and not content and not may_be_empty:
         return NotUnderstood(unplaced=(), suggestions=suggest(original), reason="没有看出要发什么")
     segment = _segment(who, lexicon, local_now(now).date(), original=original)
     if isinstance(segment, NotUnderstood):
@@ -1427,45 +1465,278 @@ def _campaign_command(clean: str, lexicon: Lexicon, now: datetime, original: str
     return CampaignCommand(segment=segment, channel=channel, content=content, coupon=coupon, send_at=send_at)
 
 
+# ---------------------------------------------------------------------------------- variants (千人千面)
+
+# Clauses of a command: split at sentence punctuation and at a colon that is not inside a clock
+# time (10:00), never inside quotes (a quoted message is one piece of content).
+_CLAUSE_BREAK = re.compile(r"[，,；;。\n]|(?<!\d)[:：]|[:：](?!\d)")
+_QUOTE_OPEN, _QUOTE_CLOSE = "“\"「『", "”\"」』"
+# "价格导向的发30元无门槛券" / "给忠诚客户送会员专享礼": whom, then what they get.
+_VARIANT = re.compile(
+    r"^(?:而|再|并)?(?:给|对|向)?(?P<who>[^§]+?)(?:都|就|则|统一|再|也|还|另)?(?:发送|推送|发放|发|送)(?P<what>.*)$"
+)
+# everyone no version before holds: 其他人 / 其余的 / 剩下的客户 …
+_DEFAULT_WHO = re.compile(
+    r"^(?:其他|其余|其它|剩下|剩余|余下|另外)的?(?:人|人群|客户|顾客|会员|用户|粉丝|好友)?们?的?$"
+)
+
+
+def _clauses(text: str) -> list[str]:
+    """`text` cut at clause breaks outside quotes."""
+    breaks = {m.start() for m in _CLAUSE_BREAK.finditer(text)}
+    parts: list[str] = []
+    start, depth = 0, 0
+    for i, ch in enumerate(text):
+        if ch in _QUOTE_OPEN and (ch != '"' or depth == 0):
+            depth += 1
+        elif ch in _QUOTE_CLOSE and depth:
+            depth -= 1
+        elif depth == 0 and i in breaks:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts]
+
+
+def _variant_clause(clause: str, lexicon: Lexicon, today: date) -> tuple[str, str] | None:
+    """(who, what) when `clause` gives one kind of customer their message: the condition is 其他人
+    (everyone left), ends with 的 ("价格导向的发…", whatever follows is meant as a condition), or
+    reads as a segment ("忠诚客户发…"); None otherwise (then it is more words of the message)."""
+    match = _VARIANT.match(clause)
+    if match is None:
+        return None
+    who, what = match.group("who").strip(), match.group("what").strip()
+    if _DEFAULT_WHO.match(who) or who.endswith("的"):
+        return who, what
+    parsed = _segment(normalise(who), lexicon, today, original=who)
+    return (who, what) if not isinstance(parsed, NotUnderstood) else None
+
+
+def _variant_clauses(original: str, lexicon: Lexicon, today: date) -> tuple[str, list[tuple[str, str]]] | None:
+    """("给上海门店的会员下周一上午10点发消息", [("价格导向的", "发30元无门槛券"), …]) for a command
+    that gives kinds of customer their own message after its head; None when it gives none. A
+    clause that is not a version of its own continues the message of the version before it."""
+    clauses = [c for c in _clauses(original.strip()) if c]
+    first = next((i for i, c in enumerate(clauses) if i > 0 and _variant_clause(c, lexicon, today)), None)
+    if first is None:
+        return None
+    head = "，".join(clauses[:first])
+    if not _CAMPAIGN_VERB.search(normalise(head)):
+        return None
+    variants: list[tuple[str, str]] = []
+    for clause in clauses[first:]:
+        found = _variant_clause(clause, lexicon, today)
+        if found is not None:
+            variants.append(found)
+        else:
+            who, what = variants[-1]
+            variants[-1] = (who, f"{what}，{clause}")
+    return head, variants
+
+
+def _variant_offer(what: str, lexicon: Lexicon) -> tuple[CouponOffer | None, str]:
+    """The coupon and words of one version: a message with quoted words is words only (quotes
+    dropped); otherwise the words stay as typed unless a coupon was taken out of them."""
+    if _QUOTED.search(what):
+        return None, re.sub(r"[“”\"「」『』]", "", what).strip(" ：:，,")
+    coupon, rest = _offer_of(unicodedata.normalize("NFKC", what), lexicon)
+    return coupon, _CONTENT_LEAD.sub("", (what if coupon is None else rest).strip()).strip(" ：:，,")
+
+
+def _variant_campaign(
+    head: str, clauses: list[tuple[str, str]], lexicon: Lexicon, now: datetime, original: str
+) -> Command:
+    """The campaign of a head ("给上海门店的会员下周一上午10点发消息") and its versions; the head's
+    own message, if it has one, is for everyone no version names (as "其他人" would be)."""
+    base = _single_campaign(normalise(head), lexicon, now, head, may_be_empty=True)
+    if isinstance(base, NotUnderstood):
+        return base
+    today = local_now(now).date()
+    named: list[CampaignVariant] = []
+    default: CampaignVariant | None = None
+    if base.content or base.coupon is not None:
+        default = CampaignVariant(who="", when=None, content=base.content, coupon=base.coupon)
+    for who, what in clauses:
+        coupon, content = _variant_offer(what, lexicon)
+        if coupon is None and not content:
+            return NotUnderstood(suggestions=suggest(original), variant=who, variant_issue="no_content")
+        if _DEFAULT_WHO.match(who):
+            if default is not None:
+                return NotUnderstood(suggestions=suggest(original), variant=who, variant_issue="default_twice")
+            default = CampaignVariant(who=who, when=None, content=content, coupon=coupon)
+            continue
+        when = _segment(normalise(who), lexicon, today, original=who)
+        if isinstance(when, NotUnderstood):
+            return replace(when, suggestions=suggest(original), variant=who, variant_issue="unknown")
+        named.append(CampaignVariant(who=who, when=when, content=content, coupon=coupon))
+    segment = base.segment
+    if default is not None and not default.who and any(_disjoint(base.segment, v.when) for v in named if v.when):
+        # "给价格导向的会员发30元券，品质导向的会员发新品推荐": the versions stand side by side (no
+        # 品质导向 person is among the 价格导向 ones), so the head is a version of its own and each
+        # version keeps the head's other conditions (上海的价格导向会员… → 上海的品质导向会员).
+        own = CampaignVariant(describe(base.segment, lexicon.vocab, today), base.segment, default.content,
+                              default.coupon)
+        named = [own, *(replace(v, when=_beside(base.segment, v.when)) for v in named if v.when is not None)]
+        segment, default = any_of(*(v.when for v in named if v.when is not None)), None
+    # 其他人 is everyone the others leave, wherever it was said: it comes last.
+    variants = (*named, default) if default is not None else tuple(named)
+    return replace(base, segment=segment, content="", coupon=None, variants=variants)
+
+
+def _conditions(segment: Segment) -> tuple[Segment, ...]:
+    return segment.parts if isinstance(segment, And) else (segment,)
+
+
+def _disjoint(a: Segment, b: Segment) -> bool:
+    """No one can be in both: a one-valued tag (or store city) with two values side by side."""
+    return any(_exclusive(x, y) for x in _conditions(a) for y in _conditions(b))
+
+
+def _beside(head: Segment, when: Segment) -> Segment:
+    """`when` with the head's conditions it does not replace."""
+    mine = _conditions(when)
+    kept = [c for c in _conditions(head) if not any(_exclusive(c, m) or _same_kind(c, m) for m in mine)]
+    return all_of(*_dedupe([*kept, *mine]))
+
+
 _MEASURES: tuple[tuple[str, ReportMeasure], ...] = (
-    (r"销售额|销售|营业额|业绩|gmv|成交额|销量", "sales"),
+    (r"销售额|销售金额|销售|营业额|业绩|gmv|成交额|销量", "sales"),
     (r"订单数|订单量|单量|订单", "orders"),
-    (r"人数|客户数|顾客数|会员数|客流", "customers"),
+    (r"(?:购买|消费|下单|成交)?(?:人数|客户数|顾客数|会员数|买家数)|客流", "customers"),
     (r"转化率|转化", "conversion"),
-    (r"核销率|核销", "redemption"),
+    # 领券未核销 / 没核销过 are segment words (a condition), not the report's 核销
+    (r"(?:优惠)?券?核销率|核销数|核销量|(?<![未没不有])核销(?![过了的])", "redemption"),
     (r"客单价", "aov"),
 )
 _DIMENSIONS: tuple[tuple[str, ReportDimension], ...] = (
-    (r"(?:各|分|按|每个)渠道|渠道(?:分布|对比)", "channel"),
-    (r"(?:各|分|按|每个|每家)门店|门店(?:分布|对比|排名)", "store"),
-    (r"(?:各|分|按|每个)城市|城市(?:分布|对比)", "city"),
-    (r"生命周期", "lifecycle"),
-    (r"rfm", "rfm"),
-    (r"(?:各|分|按|每个)品类|品类(?:分布|对比)", "category"),
+    (r"(?:各个?|分|按|每个)渠道|渠道(?:分布|对比|排名)", "channel"),
+    (r"(?:各个?|分|按|每个|每家)门店|门店(?:分布|对比|排名)", "store"),
+    (r"(?:各个?|分|按|每个)城市|城市(?:分布|对比|排名)", "city"),
+    # 生命周期为沉睡 / RFM为重要挽留客户 are segment conditions; 会员生命周期 is the dimension's name
+    (r"(?:各|分|按)?(?:会员|客户|顾客)?生命周期(?:阶段)?(?:分布)?(?!的?(?:是|为|等于|阶段))", "lifecycle"),
+    (r"(?:各|分|按)?(?:会员|客户|顾客)?rfm(?:分层|分类|分组|分布)?(?!的?(?:是|为|等于))", "rfm"),
+    (r"(?:各个?|分|按|每个)品类|品类(?:分布|对比|排名)", "category"),
 )
+# Words that only say "a report, please" (the measures and dimensions aside).
+_REPORT_FILLER = re.compile(
+    r"统计|分析|复盘|对比|比较|报表|报告|分布|占比|排名|排行|趋势|情况|数据|汇总|明细|效果|表现|是多少|为多少|怎么样|如何"
+    r"|各自|分别"
+)
+# What joins two report words (销售额和订单数 / 各渠道的销售额): nothing of a segment's.
+_REPORT_JOIN = re.compile(r"^(?:和|与|及|以及|跟|还有|的|一下)*$")
+_FESTIVAL_CAMPAIGN = re.compile(r"(双11|双十一|618|六一八|双12|双十二)(?:大促)?活动")
+_VALUE_CMP = tuple(sorted(CMP_WORDS, key=len, reverse=True))
+
+
+def _takes_value(rest: str) -> bool:
+    """`rest` (the words after a report word) starts with a value: 订单数超过3, 客单价高于300元,
+    核销率是50% — then the word is a segment's condition, not what the report measures."""
+    rest = re.sub(r"^的?(?:是|为)?", "", rest)
+    if rest.startswith(("多少", "一共", "一下", "一览")):
+        return False
+    return bool(re.match(r"[\d零〇一二两三四五六七八九十百千万.]", rest)) or rest.startswith(_VALUE_CMP)
+
+
+def _in_a_word(clean: str, start: int, end: int, lexicon: Lexicon) -> bool:
+    """clean[start:end] is part of a longer word of the segment grammar (订单 in 订单金额, 核销率 in
+    券核销率)."""
+    lowered = clean.lower()
+    for first in range(max(0, end - lexicon.max_word), start + 1):
+        for last in range(max(end, first + 1), min(len(clean), first + lexicon.max_word) + 1):
+            if last - first > end - start and lowered[first:last] in lexicon.table:
+                return True
+    return False
+
+
+def _after_campaign_verb(clean: str, start: int) -> bool:
+    """收到过双11活动的 / 参加过会员日活动的: a segment condition, not the campaign reported on."""
+    return clean[:start].endswith(tuple(CAMPAIGN_VERBS))
 
 
 def _report_command(clean: str, lexicon: Lexicon, today: date, original: str) -> Command | None:
-    lowered = clean.lower()
-    measures = tuple(dict.fromkeys(m for pattern, m in _MEASURES if re.search(pattern, lowered)))
-    by = next((d for pattern, d in _DIMENSIONS if re.search(pattern, lowered)), None)
+    """复盘: what is measured (_MEASURES), by what (_DIMENSIONS), of which campaign, and the words
+    left: whom (a segment, as a segment command reads it) and when (the window no condition of the
+    segment takes: 价格导向会员上个月的销售额). None when nothing says what to measure."""
+    spans: list[tuple[int, int, str]] = []  # (start, end, what stays in place of the words)
+
+    def take(start: int, end: int, keep: str = "") -> bool:
+        if any(start < e and s < end for s, e, _ in spans):
+            return False
+        spans.append((start, end, keep))
+        return True
+
     campaign = None
-    festival = re.search(r"(双11|双十一|618|六一八|双12|双十二)(?:大促)?活动", clean)
-    if festival:
-        campaign = {"双十一": "双11", "六一八": "618", "双十二": "双12"}.get(festival.group(1), festival.group(1))
+    for match in _FESTIVAL_CAMPAIGN.finditer(clean):
+        if not _after_campaign_verb(clean, match.start()) and take(match.start(), match.end()):
+            campaign = {"双十一": "双11", "六一八": "618", "双十二": "双12"}.get(match.group(1), match.group(1))
+            break
     for name in sorted(lexicon.vocab.campaigns, key=len, reverse=True):
-        if name and normalise(name) in clean:  # `clean` is normalised ("·" dropped)
+        key = normalise(name)
+        found = re.search(re.escape(key) + r"(?:大促)?(?:活动)?", clean) if key else None
+        if found and not _after_campaign_verb(clean, found.start()):  # `clean` is normalised ("·" dropped)
+            spans[:] = [sp for sp in spans if not (sp[0] < found.end() and found.start() < sp[1])]
+            take(found.start(), found.end())
             campaign = name
             break
-    window = None
-    for match in WINDOW_RE.finditer(clean):
-        if festival and match.start() >= festival.start() and match.end() <= festival.end():
-            continue
-        window = window_of(match, today)
-        if window is not None:
+    by: ReportDimension | None = None
+    for pattern, dimension in _DIMENSIONS:
+        for match in re.finditer(pattern, clean, re.I):
+            if take(match.start(), match.end()):
+                by = by or dimension
+                break
+        if by is not None:
             break
+    found_measures: list[ReportMeasure] = []
+    for pattern, measure in _MEASURES:
+        for match in re.finditer(pattern, clean, re.I):
+            start, end = match.span()
+            if _takes_value(clean[end:]) or _in_a_word(clean, start, end, lexicon):
+                continue
+            # 上海的会员数: the persons counted are 会员 (a condition of the segment)
+            if take(start, end, "会员" if match.group(0).endswith("会员数") else ""):
+                found_measures.append(measure)
+    measures = tuple(dict.fromkeys(found_measures))
     if not measures and by in ("lifecycle", "rfm"):
         measures = ("customers",)
     if not measures and by is None and campaign is None:
         return None
-    return ReportCommand(measures=measures or ("sales",), by=by, window=window, campaign=campaign)
+    for match in _REPORT_FILLER.finditer(clean):
+        if not _in_a_word(clean, match.start(), match.end(), lexicon):
+            take(match.start(), match.end())
+    spans.sort()
+    # the words between two report words (销售额和订单数) go with them
+    spans += [(end, start, "") for (_, end, _), (start, _, _) in pairwise(spans)
+              if _REPORT_JOIN.match(clean[end:start])]
+    spans.sort()
+    rest, at = [], 0
+    for start, end, keep in spans:
+        rest.append(clean[at:start] + keep)
+        at = max(at, end)
+    rest.append(clean[at:])
+    among = _report_segment("".join(rest), lexicon, today, original)
+    if isinstance(among, NotUnderstood):
+        return among
+    segment, window = among
+    return ReportCommand(measures=measures or ("sales",), by=by, window=window, campaign=campaign, segment=segment)
+
+
+def _report_segment(
+    words: str, lexicon: Lexicon, today: date, original: str
+) -> tuple[Segment | None, Window | None] | NotUnderstood:
+    """(whom, when) of the words of a report that are not report words: the segment they name
+    (None: everyone) and the window none of its conditions takes (None: the default)."""
+    parser = _read_segment(words, lexicon, today)
+    segment, unplaced, unknown = parser.result
+    if unplaced or unknown:
+        return NotUnderstood(
+            unplaced=tuple(unplaced), unknown=tuple(unknown), suggestions=suggest(original),
+            reason=REPORT_SCOPE_NOT_UNDERSTOOD,
+        )
+    windows = list(dict.fromkeys(lx.value for lx in parser.idle))
+    if len(windows) > 1:
+        return NotUnderstood(
+            unplaced=tuple(lx.text for lx in parser.idle), suggestions=suggest(original), reason=REPORT_TWO_WINDOWS
+        )
+    if isinstance(segment, Everyone):
+        segment = None
+    return segment, (windows[0] if windows else None)

@@ -38,7 +38,7 @@ BATCH_PREFIX = "batch:"  # campaign_target.last_error of a row in an add_msg_tem
 OPT_OUT_OF = {"wecom": "wecom", "oa_template": "oa", "oa_custom": "oa", "sms": "sms"}
 
 _AT = DateTime(timezone=True)
-_COLUMNS = "campaign_id, wave, person_id, variant, channel, guide_id, attempts, due_at"
+_COLUMNS = "campaign_id, wave, person_id, variant, channel, guide_id, attempts, due_at, service"
 
 
 def utc(value: Any) -> datetime | None:
@@ -62,6 +62,7 @@ class Target:
     guide_id: str
     attempts: int
     due_at: datetime | None
+    service: bool = False  # a service message: no frequency cap (campaign_target.service)
 
     @property
     def key(self) -> tuple[int, int, str]:
@@ -128,7 +129,8 @@ async def claim(session: AsyncSession, *, now: datetime, lease: float, limit: in
             "UPDATE campaign_target t SET claimed_until = :until FROM ("
             f"SELECT campaign_id, wave, person_id FROM campaign_target WHERE {where} {order} FOR UPDATE SKIP LOCKED) c"
             " WHERE t.campaign_id = c.campaign_id AND t.wave = c.wave AND t.person_id = c.person_id"
-            " RETURNING t.campaign_id, t.wave, t.person_id, t.variant, t.channel, t.guide_id, t.attempts, t.due_at"
+            " RETURNING t.campaign_id, t.wave, t.person_id, t.variant, t.channel, t.guide_id, t.attempts, t.due_at,"
+            " t.service"
         )
     else:
         sql = (
@@ -138,7 +140,8 @@ async def claim(session: AsyncSession, *, now: datetime, lease: float, limit: in
     stmt = text(sql).bindparams(bindparam("now", type_=_AT), bindparam("until", type_=_AT))
     rows = (await session.execute(stmt, {"now": now, "until": until, "n": limit})).all()
     targets = [
-        Target(int(r[0]), int(r[1]), r[2], r[3] or "", r[4] or "", r[5] or "", int(r[6]), utc(r[7])) for r in rows
+        Target(int(r[0]), int(r[1]), r[2], r[3] or "", r[4] or "", r[5] or "", int(r[6]), utc(r[7]), bool(r[8]))
+        for r in rows
     ]
     targets.sort(key=lambda t: (t.due_at or now, t.campaign_id, t.wave, t.guide_id, t.variant, t.person_id))
     return targets, until
@@ -176,14 +179,15 @@ async def recent_counts(
     session: AsyncSession, persons: Sequence[str], *, since: datetime, now: datetime, mine: datetime
 ) -> dict[str, int]:
     """Per person: marketing messages sent since `since` (any campaign or journey), being sent
-    (a WeCom batch in flight), or claimed by another sender's live lease."""
+    (a WeCom batch in flight), or claimed by another sender's live lease (service messages are
+    not marketing: they count for no cap)."""
     if not persons:
         return {}
     rows = (
         await session.execute(
             _stmt(
                 session,
-                "SELECT person_id, COUNT(*) FROM campaign_target WHERE person_id IN :persons AND ("
+                "SELECT person_id, COUNT(*) FROM campaign_target WHERE person_id IN :persons AND service = false AND ("
                 " (sent_at IS NOT NULL AND sent_at > :since) OR outcome = 'sending'"
                 " OR (outcome = 'planned' AND claimed_until > :now AND claimed_until <> :mine))"
                 " GROUP BY person_id",

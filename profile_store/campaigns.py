@@ -8,7 +8,8 @@ the caller's transaction (campaigns.plan decides the parameters and reads the fi
    variants' compiled `when` segments (LEFT JOINs, first match wins), or, for a later wave, from
    the wave-0 rows (the md5 is computed here, once a person: inlined into the decision's CASEs
    it was computed four times, 7 s of 24 at 1 M persons);
-2. `decide`: each staged person's outcome, channel, guide and store into `_qm_cp_plan`: one
+2. `decide`: each staged person's outcome, channel (their preferred lane by tags.md 偏好渠道
+   when open to them, else the fixed order: `PREFERRED_LANE`), guide and store into `_qm_cp_plan`: one
    INSERT … SELECT over the staged persons LEFT JOINed with pre-aggregated sets (opt-outs,
    phones, external_userids, latest held add_contact, recent OA messages, cap and quota counts)
    — hash joins on PostgreSQL, never a subplan per person;
@@ -292,6 +293,18 @@ class Decision:
     month_days: int  # WeCom's per-customer quota that month
 
 
+# tags.md 偏好渠道 (where the person buys most) → the lane that reaches them best: a store buyer
+# through their guide, a mini-program or OA-mall buyer through the official account, an e-shop
+# buyer by SMS. Other values (none) keep the fixed order wecom, oa_custom, oa_template, sms.
+PREFERRED_LANE = {"门店": "wecom", "小程序": "oa", "公众号商城": "oa", "电商": "sms"}
+
+
+def _preferred_lane_sql() -> str:
+    """SQL of the lane a person prefers ('' without a preference), from profile.preferred_channel."""
+    whens = " ".join(f"WHEN '{value}' THEN '{lane}'" for value, lane in PREFERRED_LANE.items())
+    return f"CASE p.preferred_channel {whens} ELSE '' END"
+
+
 def _decide_sql(dialect: str) -> str:
     if dialect == "postgresql":
         held = "strpos(p2.guides, '\"' || e.guide_id || '\"') > 0"
@@ -310,7 +323,7 @@ def _decide_sql(dialect: str) -> str:
     )
     flags = f"""
 SELECT s.person_id AS person_id, s.variant AS variant, COALESCE(p.preferred_store, '') AS store_id,
-  s.ctl AS ctl,
+  s.ctl AS ctl, {_preferred_lane_sql()} AS pref,
   CASE WHEN :allow_w = 1 AND g.guide_id IS NOT NULL AND eu.person_id IS NOT NULL THEN 1 ELSE 0 END AS r_w,
   COALESCE(g.guide_id, '') AS guide,
   CASE WHEN :allow_oa = 1 AND m.person_id IS NOT NULL THEN 1 ELSE 0 END AS r_oc,
@@ -353,7 +366,7 @@ LEFT JOIN (
 ) oo ON oo.person_id = s.person_id
 LEFT JOIN (
   SELECT person_id FROM campaign_target
-  WHERE NOT (campaign_id = :cid AND wave = :wave) AND {near}
+  WHERE NOT (campaign_id = :cid AND wave = :wave) AND service = false AND {near}
   GROUP BY person_id HAVING count(*) >= :cap_n
 ) cap ON cap.person_id = s.person_id
 LEFT JOIN (
@@ -362,13 +375,25 @@ LEFT JOIN (
   GROUP BY person_id HAVING count(*) >= :month_days
 ) q ON q.person_id = s.person_id
 """
-    chosen = f"""
+    # The person's preferred lane when it is open to them (reachable, not opted out, WeCom's
+    # quota not used up), else the fixed order: `pch` is the former, `ch` the channel used.
+    open_w = "r_w = 1 AND o_w = 0 AND q_full = 0"
+    preferred = f"""
 SELECT f.*,
-  CASE WHEN r_w = 1 AND o_w = 0 AND q_full = 0 THEN 'wecom'
+  CASE WHEN pref = 'wecom' AND {open_w} THEN 'wecom'
+       WHEN pref = 'oa' AND r_oc = 1 AND o_oa = 0 THEN 'oa_custom'
+       WHEN pref = 'oa' AND r_ot = 1 AND o_oa = 0 THEN 'oa_template'
+       WHEN pref = 'sms' AND r_s = 1 AND o_s = 0 THEN 'sms' END AS pch
+FROM ({flags}) f
+"""
+    chosen = f"""
+SELECT pf.*,
+  CASE WHEN pch IS NOT NULL THEN pch
+       WHEN {open_w} THEN 'wecom'
        WHEN r_oc = 1 AND o_oa = 0 THEN 'oa_custom'
        WHEN r_ot = 1 AND o_oa = 0 THEN 'oa_template'
        WHEN r_s = 1 AND o_s = 0 THEN 'sms' END AS ch
-FROM ({flags}) f
+FROM ({preferred}) pf
 """
     outcome = f"""
 SELECT c.*,
@@ -386,7 +411,7 @@ SELECT person_id, variant, store_id,
   CASE WHEN outcome = 'planned' AND ch = 'wecom' THEN guide ELSE '' END,
   outcome,
   CASE WHEN outcome = 'planned' THEN ch ELSE '' END,
-  CASE WHEN ctl = 0 AND o_all = 0 AND r_w = 1 AND o_w = 0 AND q_full = 1 THEN 1 ELSE 0 END
+  CASE WHEN ctl = 0 AND o_all = 0 AND r_w = 1 AND o_w = 0 AND q_full = 1 AND pch IS NULL THEN 1 ELSE 0 END
 FROM ({outcome}) d
 """
 

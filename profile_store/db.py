@@ -101,6 +101,16 @@ class Database:
             yield session
 
     @asynccontextmanager
+    async def write_turn(self) -> AsyncIterator[None]:
+        """This process's turn at the single SQLite writer, for a statement run outside a
+        session (the inbox writer); nothing to wait for on PostgreSQL."""
+        if self._write_gate is None:
+            yield
+            return
+        async with self._write_gate:
+            yield
+
+    @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A read-only unit of work (a snapshot). On SQLite it takes neither the write gate nor
         the write lock, so reading a portrait never delays recording a callback; nothing it

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy import Boolean, bindparam, column, select, table, text
 from sqlalchemy import String as _String
-from sqlalchemy import bindparam, column, select, table, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -304,17 +304,18 @@ async def stage_dormant(session: AsyncSession, campaign_id: int, *, day: date, s
 # ---------------------------------------------------------------------------------- writing
 
 
-async def write_entries(session: AsyncSession, campaign_id: int, due_at: datetime) -> int:
-    """One campaign_target row per decided person, under its staged wave; existing rows kept."""
+async def write_entries(session: AsyncSession, campaign_id: int, due_at: datetime, *, service: bool = False) -> int:
+    """One campaign_target row per decided person, under its staged wave; existing rows kept.
+    `service`: the rows are service messages (campaign_target.service: no frequency cap)."""
     result = await session.execute(
         text(
             "INSERT INTO campaign_target (campaign_id, wave, person_id, variant, channel, guide_id, store_id,"
-            " outcome, due_at, claimed_until, attempts, sent_at, delivered_at, last_error)"
-            f" SELECT :cid, w.wave, p.person_id, p.variant, p.channel, p.guide_id, p.store_id, p.outcome, :due, NULL,"
-            f" 0, NULL, NULL, '' FROM {store.PLAN} p JOIN {WAVES} w ON w.person_id = p.person_id"
+            " outcome, service, due_at, claimed_until, attempts, sent_at, delivered_at, last_error)"
+            f" SELECT :cid, w.wave, p.person_id, p.variant, p.channel, p.guide_id, p.store_id, p.outcome, :service,"
+            f" :due, NULL, 0, NULL, NULL, '' FROM {store.PLAN} p JOIN {WAVES} w ON w.person_id = p.person_id"
             " ON CONFLICT (campaign_id, wave, person_id) DO NOTHING"
-        ).bindparams(bindparam("due", type_=_AT)),
-        {"cid": campaign_id, "due": _utc(due_at)},
+        ).bindparams(bindparam("due", type_=_AT), bindparam("service", type_=Boolean())),
+        {"cid": campaign_id, "due": _utc(due_at), "service": service},
     )
     return rowcount(result)
 

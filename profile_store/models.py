@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Text, UniqueConstraint, false, text
 from sqlmodel import Field, SQLModel
 
 
@@ -550,6 +550,10 @@ class CampaignTarget(SQLModel, table=True):
     store_id: str = ""  # the person's preferred store when planned (effect by store)
     # planned | control | capped | opted_out | unreachable | sent | delivered | failed | expired
     outcome: str = "planned"
+    # A service message (it answers the customer's own action: the welcome after a follow): sent
+    # and held like any row (opt-outs, quiet hours, WeCom's quota), but no frequency cap holds it
+    # back and it counts for none.
+    service: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
     due_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     claimed_until: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     attempts: int = 0

@@ -9,6 +9,7 @@ so the status check inside the transaction is enough.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,8 +17,9 @@ from typing import Any
 
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from profile_store.db import Database
 from profile_store.models import DeadLetter, RawEvent
 
 RAW: Table = RawEvent.__table__  # type: ignore[attr-defined]
@@ -97,6 +99,98 @@ async def record_batch(session: AsyncSession, events: Sequence[NewRawEvent]) -> 
     )
     result = await session.execute(statement, values)
     return {key: int(row_id) for row_id, key in result.all()}
+
+
+class InboxWriter:
+    """The edge's own connection for recording callbacks: one statement per group commit.
+
+    Recording is the only SQL the edge runs, once per batch of concurrent requests, thousands of
+    times a second. Through a pooled session each batch paid a checkout with its pre-ping round
+    trip, BEGIN and COMMIT, and SQLAlchemy's per-row parameter processing (a fifth of the edge's
+    CPU, measured). Here the batch is ONE statement on a connection kept open, atomic by itself
+    (autocommit): on PostgreSQL a prepared INSERT … SELECT FROM unnest(arrays) through asyncpg;
+    on SQLite one multi-row INSERT in this process's turn at the write lock. Same rows, same
+    constraint (ON CONFLICT (dedupe_key) DO NOTHING) as `record_batch`. A failed statement drops
+    the connection (the next batch opens a new one) and raises, so its requests fail and Tencent
+    retries them.
+    """
+
+    _PG = (
+        "INSERT INTO raw_event (dedupe_key, channel, account, body, received_at, status, attempts)"
+        f" SELECT k, c, a, b, r, '{PENDING}', 0"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS t(k, c, a, b, r)"
+        " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key"
+    )
+    _SQLITE_ROW = f"(?, ?, ?, ?, ?, '{PENDING}', 0)"
+    _SQLITE = (
+        "INSERT INTO raw_event (dedupe_key, channel, account, body, received_at, status, attempts) VALUES {rows}"
+        " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key"
+    )
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._conn: AsyncConnection | None = None
+        self._driver: Any = None  # asyncpg.Connection or aiosqlite.Connection
+        self._prepared: Any = None  # asyncpg prepared statement
+
+    async def _connect(self) -> Any:
+        if self._driver is None:
+            conn = await self.db.engine.connect()
+            try:
+                raw = await conn.get_raw_connection()
+                driver: Any = raw.driver_connection
+                if self.db.is_postgres:
+                    self._prepared = await driver.prepare(self._PG)
+            except BaseException:
+                await conn.close()
+                raise
+            self._conn, self._driver = conn, driver
+        return self._driver
+
+    async def write(self, events: Sequence[NewRawEvent]) -> dict[str, int]:
+        """Insert callbacks not seen before; dedupe_key → id of the NEW ones (keys must be
+        distinct within one call)."""
+        if not events:
+            return {}
+        try:
+            driver = await self._connect()
+            if self.db.is_postgres:
+                rows = await self._prepared.fetch(
+                    [e.dedupe_key for e in events],
+                    [e.channel for e in events],
+                    [e.account for e in events],
+                    [e.body for e in events],
+                    [e.received_at for e in events],
+                )
+            else:
+                params: list[Any] = []
+                for e in events:
+                    params += (e.dedupe_key, e.channel, e.account, e.body, sqlite_utc(e.received_at))
+                statement = self._SQLITE.format(rows=", ".join([self._SQLITE_ROW] * len(events)))
+                async with self.db.write_turn():
+                    async with driver.execute(statement, params) as cursor:
+                        rows = await cursor.fetchall()
+        except BaseException:
+            await self._drop()
+            raise
+        return {str(key): int(row_id) for row_id, key in rows}
+
+    async def _drop(self) -> None:
+        conn, self._conn, self._driver, self._prepared = self._conn, None, None, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+                await conn.close()
+
+    async def close(self) -> None:
+        conn, self._conn, self._driver, self._prepared = self._conn, None, None, None
+        if conn is not None:
+            await conn.close()
+
+
+def sqlite_utc(at: datetime) -> str:
+    """An aware datetime as SQLAlchemy stores a UTCDateTime in SQLite (UTC, no offset)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _stored(row: Any) -> StoredRawEvent:

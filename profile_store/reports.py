@@ -27,8 +27,10 @@ times: first day 00:00 <= t < the day after the last day, never after the end of
   the window at or after their first campaign event of the window, `conversion` = converted /
   received. Rates are 0.0 when their denominator is 0.
 
-With `members` (the person ids of a segment), only those persons' orders, events and profiles
-count (so unattributed orders drop out).
+With `segment` (a segment tree), only its persons' orders, events and profiles count (so
+unattributed orders drop out): its compiled SELECT (profile_store.segments.sql) is joined in as a
+subquery over the same profile relation, so the whole report runs in the database and no person
+id passes through Python. `members` (explicit person ids) does the same for a list of persons.
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ from sqlalchemy import String, and_, case, column, distinct, func, literal_colum
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nlp.intent import ReportCommand, ReportDimension, ReportMeasure
-from nlp.segment import Window
+from nlp.segment import Segment, Window
 from profile_store.bulk import analyze, stage, temp_table
 from profile_store.models import Event, Order, OrderItem, Person, Product, Store
+from profile_store.segments.sql import compile_segment
 from profile_store.tagging.rules import RFM_CLASSES
 
 ORDERS = Order.__table__  # type: ignore[attr-defined]
@@ -122,21 +125,25 @@ async def report(
     *,
     profile: str = "profile",
     members: Sequence[str] | None = None,
+    segment: Segment | None = None,
 ) -> Report:
-    """The figures `command` asks for, as of `today` (T), over the persons `members` when given,
-    reading tags from the relation `profile` (`profile` or a same-shaped temporary table)."""
+    """The figures `command` asks for, as of `today` (T), over the persons of `segment` (saved
+    references resolved) or `members` when given, reading tags from the relation `profile`
+    (`profile` or a same-shaped temporary table)."""
+    if members is not None and segment is not None:
+        raise ValueError("restrict a report to a segment or to members, not both")
     window = command.window or DEFAULT_WINDOW
     first, last = window.span(today)
     start = datetime.combine(first, time.min)
     end = datetime.combine(min(last, today) + timedelta(days=1), time.min)
     end = max(end, start)  # a window wholly after T is empty
-    among = await _stage_members(session, members) if members is not None else None
-    base: dict[str, Any] = {
-        "first": first,
-        "last": last,
-        "as_of": today,
-        "members": len(set(members)) if members is not None else None,
-    }
+    among: Any = None
+    size: int | None = None
+    if segment is not None:
+        among, size = await _segment_members(session, segment, today, profile)
+    elif members is not None:
+        among, size = await _stage_members(session, members), len(set(members))
+    base: dict[str, Any] = {"first": first, "last": last, "as_of": today, "members": size}
     measures = tuple(command.measures) or ("sales",)
     if command.campaign is not None or all(m in RATE_MEASURES for m in measures):
         ids = await campaign_ids(session, command.campaign) if command.campaign is not None else None
@@ -190,6 +197,14 @@ async def campaign_ids(session: AsyncSession, name: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------- helpers
+
+
+async def _segment_members(session: AsyncSession, segment: Segment, today: date, profile: str) -> tuple[Any, int]:
+    """The persons of a segment as a subquery the report's queries join (one person a row, as
+    compile_segment selects them), and how many they are."""
+    among = compile_segment(segment, today=today, profile=profile).subquery("m")
+    size = int((await session.execute(select(func.count()).select_from(among))).scalar_one())
+    return among, size
 
 
 async def _stage_members(session: AsyncSession, members: Sequence[str]) -> Any:

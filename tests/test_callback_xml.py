@@ -9,6 +9,8 @@ import xml.etree.ElementTree as ET
 import defusedxml
 import defusedxml.ElementTree as SafeET
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from wechatpy import parse_message
 
 from bot import callback_xml
@@ -402,3 +404,62 @@ def test_error_texts_sort_into_the_edge_reasons() -> None:
         with pytest.raises(CallbackXmlError) as caught:
             parse_fields(bad)
         assert "forbidden" not in str(caught.value)
+
+
+# ------------------------------------------------------------------ the fast path for flat documents
+#
+# parse_fields reads flat documents (leaf children of CDATA or plain text) with two patterns and
+# hands everything else to expat. Whatever the document, the answer must be expat's.
+
+_NAMES = st.sampled_from(["A", "B", "xml", "To_User.Name-1", "p:A", "A b", "1A", "中"])
+_PIECES = [*"ab 中\t\n\r]>&<;#x", "]]>", "&amp;", "&lt;", "\x00", "\x0b", "\ufffe", "\x85", "\u3000", "\ud800"]
+_TEXTS = st.lists(st.sampled_from(_PIECES), max_size=8).map("".join)
+
+
+@st.composite
+def _documents(draw: st.DrawFn) -> str:
+    children = []
+    for _ in range(draw(st.integers(0, 4))):
+        name, value = draw(_NAMES), draw(_TEXTS)
+        form = draw(st.sampled_from(["cdata", "text", "empty", "two-cdata", "nested"]))
+        inner = {
+            "cdata": f"<![CDATA[{value}]]>",
+            "text": value,
+            "empty": "",
+            "two-cdata": f"<![CDATA[{value}]]><![CDATA[{value}]]>",
+            "nested": f"<![CDATA[{value}]]><x>{value}</x>",
+        }[form]
+        close = name if draw(st.integers(0, 9)) else draw(_NAMES)  # sometimes mismatched
+        children.append(draw(st.sampled_from(["", " ", "\n", "\r\n"])) + f"<{name}>{inner}</{close}>")
+    before = draw(st.sampled_from(["", " \n", "\ufeff", '<?xml version="1.0"?>']))
+    after = draw(st.sampled_from(["", "\n", "x"]))
+    root = draw(st.sampled_from(["xml", "xml", "xml", "XML"]))
+    return f"{before}<{root}>{''.join(children)}</{root}>{after}"
+
+
+def _expat(doc: str | bytes) -> dict[str, str] | str:
+    try:
+        return callback_xml._expat_fields(doc)
+    except CallbackXmlError as exc:
+        return str(exc)
+
+
+@settings(max_examples=600, deadline=None)
+@given(_documents())
+def test_fast_path_reads_every_document_as_expat_does(doc: str) -> None:
+    assert _ours(doc) == _expat(doc)
+    encoded = doc.encode("utf-8", "surrogatepass")
+    assert _ours(encoded) == _expat(encoded)
+    if isinstance(_ours(doc), dict):
+        assert list(parse_fields(doc)) == list(callback_xml._expat_fields(doc))
+
+
+def test_tencent_documents_take_the_fast_path() -> None:
+    """The envelope and the events Tencent sends are flat: read without expat."""
+    contact = kit.wecom_contact("add_external_contact", "g", "wmA", 9, corp_id=CORP, State="s", WelcomeCode="W")
+    envelope = kit.wecom_post(kit.wecom_text("g", "1", "hi", 9, corp_id=CORP), corp_id=CORP).body
+    for doc in (contact, envelope, "<xml><Content><![CDATA[你好 <b> & ]] ]>]]></Content><N>1</N>\n</xml>"):
+        assert callback_xml._flat_fields(doc if isinstance(doc, str) else doc.decode()) is not None
+    for doc in ("<xml><A>&amp;</A></xml>", "<xml><A>x\r\ny</A></xml>", '<xml><A b="1">x</A></xml>', "<xml><A/></xml>",
+                "<!DOCTYPE xml><xml/>", "<xml><A><![CDATA[a\x00]]></A></xml>"):
+        assert callback_xml._flat_fields(doc) is None, doc

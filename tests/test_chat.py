@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -293,6 +294,180 @@ async def test_sales_by_channel_last_month_with_a_chart(chat: Chat) -> None:
     assert sums, "the sample has October orders"
     for cents in sums.values():
         assert f"{cents / 100:,.2f}" in answer.text or f"{cents / 100:.2f}" in answer.text, answer.text
+
+
+
+def _digits(phone: str) -> str:
+    return re.sub(r"\D", "", phone)[-11:]
+
+
+def october_sales_of(chosen: set[str]) -> dict[str, tuple[int, int]]:
+    """channel → (fen, orders) of the sample's paid October orders of the expected persons
+    `chosen` (their `person_id`s), each order put to the one person whose identifier it carries
+    (member id first, then unionid, mini-program openid, phone; an identifier two persons share
+    decides nothing), straight from orders.csv and expected_profiles.jsonl."""
+    owners: dict[tuple[str, str], set[str]] = {}
+    for person in expected_profiles():
+        for kind, values in person["identities"].items():
+            for value in values:
+                key = _digits(value) if kind == "phone" else value if isinstance(value, str) else "/".join(value)
+                owners.setdefault((kind, key), set()).add(person["person_id"])
+
+    def owner(order: dict[str, str]) -> str | None:
+        for kind in ("member_id", "unionid", "miniapp_openid", "phone"):
+            value = _digits(order[kind]) if kind == "phone" else order[kind]
+            found = owners.get((kind, value), set()) if value else set()
+            if len(found) == 1:
+                return next(iter(found))
+        return None
+
+    sums: dict[str, tuple[int, int]] = {}
+    for order in sample_rows("orders"):
+        if order["status"] == "paid" and order["paid_at"][:7] == "2026-10" and owner(order) in chosen:
+            fen, count = sums.get(order["channel"], (0, 0))
+            sums[order["channel"]] = (fen + round(float(order["amount"]) * 100), count + 1)
+    return sums
+
+
+async def test_a_report_restricted_to_a_segment_runs_in_the_database(chat: Chat, monkeypatch: Any) -> None:
+    """统计价格导向会员上个月的销售额 (by channel): the segment's compiled SELECT is joined in, on the
+    stored profiles and on T's own (`--as-of`), with no person id loaded into Python."""
+    from nlp import segment as seg
+    from nlp.intent import ReportCommand
+    from nlp.segment import Window
+    from profile_store.reports import report
+    from profile_store.segments import sql as segment_sql
+    from profile_store.segments.asof import profile_relation
+
+    def loaded(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a report's segment must not be loaded into Python")
+
+    monkeypatch.setattr(segment_sql, "members", loaded)
+    chosen = {
+        p["person_id"]
+        for p in expected_profiles()
+        if p["tags"].get("price_orientation") == "价格导向" and p["tags"].get("is_member") == "是"
+    }
+    expected = october_sales_of(chosen)
+    assert len(expected) >= 2, "the sample's price-oriented members bought in October through several channels"
+    tree = seg.all_of(seg.Tag("price_orientation", seg.eq("价格导向")), seg.Tag("is_member", seg.eq("是")))
+    command = ReportCommand(measures=("sales", "orders"), by="channel", window=Window("month", -1))
+    for as_of in (False, True):
+        async with chat.db.read() as session:
+            relation = await profile_relation(session, T) if as_of else "profile"
+            figures = await report(session, command, T, profile=relation, segment=tree)
+        assert figures.members == len(chosen)
+        assert {row.key: tuple(row.values) for row in figures.rows} == expected
+        assert figures.totals == (sum(f for f, _ in expected.values()), sum(n for _, n in expected.values()))
+
+
+async def test_a_report_over_a_saved_segment(chat: Chat) -> None:
+    """A report over a segment saved earlier ("刚才那批人"): resolved, then compiled into the report's
+    queries; the reading names what it stands for."""
+    saved = await chat.say("MKT01", "圈选价格导向会员")
+    assert saved.outcome == "done", saved.text
+    answer = await chat.say("MKT01", "统计刚才那批人上个月各渠道的销售额和订单数")
+    chosen = {
+        p["person_id"]
+        for p in expected_profiles()
+        if p["tags"].get("price_orientation") == "价格导向" and p["tags"].get("is_member") == "是"
+    }
+    assert (answer.family, answer.outcome, answer.size) == ("report", "done", len(chosen)), answer.text
+    assert "价格导向" in answer.reading and "2026-10-01至2026-10-31" in answer.reading
+    expected = october_sales_of(chosen)
+    for fen, orders in expected.values():
+        assert f"销售额 {fen / 100:,.2f}元，订单数 {orders}单" in answer.text, answer.text
+
+
+def _price_members() -> set[str]:
+    return {
+        p["person_id"]
+        for p in expected_profiles()
+        if p["tags"].get("price_orientation") == "价格导向" and p["tags"].get("is_member") == "是"
+    }
+
+
+async def test_a_report_restricted_to_the_segment_its_words_name(chat: Chat) -> None:
+    """统计价格导向会员上个月各渠道的销售额和订单数: the words name the segment, the figures are of
+    its persons only (not everyone's), and the reading says so."""
+    answer = await chat.say("MKT01", "统计价格导向会员上个月各渠道的销售额和订单数")
+    chosen = _price_members()
+    expected = october_sales_of(chosen)
+    assert (answer.family, answer.outcome, answer.size) == ("report", "done", len(chosen)), answer.text
+    first = answer.text.splitlines()[0]
+    assert first == texts.CHAT_READING.format(reading=answer.reading), answer.text
+    assert "价格导向" in first and "会员" in first and "2026-10-01至2026-10-31" in first and "渠道" in first
+    names = {"pos": "门店", "miniapp": "小程序", "ecom": "电商", "oa_mall": "公众号商城"}
+    for channel, (fen, orders) in expected.items():
+        assert f"{names[channel]}：销售额 {fen / 100:,.2f}元，订单数 {orders}单" in answer.text, answer.text
+    total_fen, total_orders = sum(f for f, _ in expected.values()), sum(n for _, n in expected.values())
+    assert f"合计：销售额 {total_fen / 100:,.2f}元，订单数 {total_orders}单" in answer.text, answer.text
+    # everyone's October sales are more: the segment was not dropped
+    everyone = sum(
+        round(float(o["amount"]) * 100)
+        for o in sample_rows("orders")
+        if o["status"] == "paid" and o["paid_at"][:7] == "2026-10"
+    )
+    assert everyone > total_fen and f"{everyone / 100:,.2f}" not in answer.text
+
+    # the same totals without a breakdown, the segment written after the window
+    total = await chat.say("MKT01", "统计上个月价格导向会员的销售额")
+    assert (total.outcome, total.size) == ("done", len(chosen)), total.text
+    assert f"销售额 {total_fen / 100:,.2f}元" in total.text, total.text
+
+
+async def test_a_guides_report_on_a_segment_stays_within_their_customers(chat: Chat) -> None:
+    """A guide naming a segment gets it within their own customers (scope and segment, both)."""
+    conditions = (("忠诚", "lifecycle", "忠诚"), ("价格导向", "price_orientation", "价格导向"),
+                  ("重要价值客户", "rfm", "重要价值客户"), ("重要发展客户", "rfm", "重要发展客户"))
+    # a guide whose customers of the segment and whose other customers both bought in October
+    guide, word, chosen, expected = next(
+        (g["guide_id"], word, chosen, sales)
+        for g in sample_rows("guides")
+        if g["role"] == "guide"
+        for word, key, value in conditions
+        for held in [held_by(g["guide_id"])]
+        for chosen in [{p["person_id"] for p in held if p["tags"].get(key) == value}]
+        if october_sales_of({p["person_id"] for p in held} - chosen)
+        for sales in [october_sales_of(chosen)]
+        if sales
+    )
+    answer = await chat.say(guide, f"统计{word}上个月各渠道的销售额")
+    assert (answer.family, answer.outcome, answer.size) == ("report", "done", len(chosen)), answer.text
+    assert word in answer.reading and answer.text.endswith(texts.CHAT_REPORT_SCOPE_GUIDE)
+    total = sum(f for f, _ in expected.values())
+    assert f"合计：销售额 {total / 100:,.2f}元" in answer.text, answer.text
+
+
+async def test_report_words_it_cannot_place_are_named(chat: Chat) -> None:
+    answer = await chat.say("MKT01", "统计火星人上个月的销售额")
+    assert (answer.family, answer.outcome) == ("unknown", "not_understood"), answer.text
+    assert "“火星人”" in answer.text and texts.REPORT_SCOPE_NOT_UNDERSTOOD in answer.text
+
+
+async def test_a_guides_report_covers_only_their_customers(chat: Chat, monkeypatch: Any) -> None:
+    """A guide's report is restricted to the customers they hold (their scope, a segment)."""
+    from profile_store.segments import sql as segment_sql
+
+    def loaded(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a report's segment must not be loaded into Python")
+
+    monkeypatch.setattr(segment_sql, "members", loaded)
+    # the first guide whose customers bought in October through two channels or more
+    guide, chosen, expected = next(
+        (g["guide_id"], chosen, sales)
+        for g in sample_rows("guides")
+        if g["role"] == "guide"
+        for chosen in [{p["person_id"] for p in held_by(g["guide_id"])}]
+        for sales in [october_sales_of(chosen)]
+        if len(sales) >= 2
+    )
+    answer = await chat.say(guide, "对比一下各渠道上个月的销售额")
+    assert (answer.family, answer.outcome, answer.size) == ("report", "done", len(chosen)), answer.text
+    for fen, _ in expected.values():
+        assert f"{fen / 100:,.2f}" in answer.text, answer.text
+    total = sum(f for f, _ in expected.values())
+    assert f"{total / 100:,.2f}" in answer.text, answer.text
 
 
 # ---------------------------------------------------------------------------------- campaigns, notices, audit

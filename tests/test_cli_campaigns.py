@@ -8,6 +8,7 @@ half the orders with a coupon; 忠诚 = 3 orders in the last year), never read f
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,14 @@ def test_create_preview_confirm_variants_and_control(db_url: str, tmp_path: Path
     assert len(rows) == len({r["person_id"] for r in rows}) == 4
     assert {people[r["person_id"]]: r["variant"] for r in rows} == EXPECTED
     assert {r["outcome"] for r in rows} == {"planned"} and {r["channel"] for r in rows} == {"sms"}
+    # stored as the chat's 千人千面 drafts are: name, condition read back, content, in order
+    [(stored_variants,)] = asyncio.run(_query(db_url, "SELECT variants FROM campaign"))
+    assert [(v["name"], v["who"], v["content"], v["coupon"]) for v in json.loads(stored_variants)] == [
+        ("忠诚会员", "生命周期为忠诚，且是会员", "会员专享礼遇，凭会员码到店领取", None),
+        ("价格导向的人", "购买类型为价格导向", "发30元无门槛券，到店使用", None),
+        ("品质导向的人", "购买类型为品质导向", "新品上市，欢迎来店试穿", None),
+        ("default", "", "新品上市，欢迎来店", None),
+    ]
 
     # the same name again: refused, nothing more stored
     again = cli(*create, "--yes")
@@ -148,7 +157,9 @@ def test_create_preview_confirm_variants_and_control(db_url: str, tmp_path: Path
     assert unknown.exit_code == 1 and "没有名为“没有这个活动”" in unknown.stderr
 
     # everyone left: the --default variant
-    everyone = cli("create", "全体会员", "--segment", "会员", *VARIANTS, "--control", "0", "--yes")
+    everyone = cli("create", "全体会员", "--segment", "会员", *VARIANTS, "--control", "0", "--channel", "sms", "--yes")
     assert everyone.exit_code == 0, everyone.output
+    channel = asyncio.run(_query(db_url, "SELECT channel FROM campaign WHERE name = '全体会员'"))
+    assert channel == [("sms",)]
     rows = asyncio.run(_targets(db_url, "全体会员"))
     assert {people[r["person_id"]]: r["variant"] for r in rows} == EXPECTED_ALL

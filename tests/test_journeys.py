@@ -166,19 +166,111 @@ async def test_welcome_steps_only_without_purchase(db: Database) -> None:
     assert (await by_person(db, "welcome"))["p2"] == [(wave(day, 0), "sent"), (wave(date(2026, 12, 5)), "planned")]
 
 
-async def test_welcome_third_message_meets_the_cap(db: Database) -> None:
-    """Three welcome messages in three days and a cap of 2 per 7 days: the third is held."""
+async def sent_campaign_messages(db: Database, person: str, *at: datetime) -> None:
+    """Marketing messages a campaign sent `person` (one wave each)."""
+    async with db.transaction() as session:
+        cid = await store.create_campaign(session, Campaign(name=f"活动{uuid.uuid4().hex[:6]}", segment="{}",
+                                                            status="running"))
+        for wave_, moment in enumerate(at):
+            await store.record_target(session, cid, wave_, person, channel="oa_template", outcome="sent",
+                                      sent_at=moment)
+
+
+async def test_the_welcome_is_a_service_message_its_reminders_are_marketing(db: Database) -> None:
+    """Default cap, 2 marketing messages per 7 days. The welcome answers the follow: it is capped
+    by nothing and counts for nothing; the reminders are capped and count. p1: no other message;
+    p2: one the day before the follow; p3: two (the cap) in the days before, within 7 days of
+    both reminders."""
     await turn_on(db, "welcome")
-    await profile(db, "p1")
-    await event(db, "p1", "follow", local(2026, 11, 1, 10), channel="oa", appid="wx", openid="o1")
+    follow = local(2026, 11, 1, 10)
+    for i, p in enumerate(("p1", "p2", "p3"), start=1):
+        await profile(db, p)
+        await event(db, p, "follow", follow, channel="oa", appid="wx", openid=f"o{i}")
+    await sent_campaign_messages(db, "p2", follow - timedelta(days=1))
+    await sent_campaign_messages(db, "p3", follow - timedelta(days=3), follow - timedelta(days=1))
     await run_journeys(db, now=local(2026, 11, 1, 11), rules=RULES)
     await mark_sent(db, "welcome", local(2026, 11, 1, 11))
     await run_journeys(db, now=local(2026, 11, 2, 11), rules=RULES)
     await mark_sent(db, "welcome", local(2026, 11, 2, 11))
     await run_journeys(db, now=local(2026, 11, 4, 11), rules=RULES)
     day = date(2026, 11, 1)
-    assert (await by_person(db, "welcome"))["p1"] == [
-        (wave(day, 0), "sent"), (wave(day, 1), "sent"), (wave(day, 2), "capped")]
+    assert await by_person(db, "welcome") == {
+        # welcome + two reminders: the welcome counts for nothing
+        "p1": [(wave(day, 0), "sent"), (wave(day, 1), "sent"), (wave(day, 2), "planned")],
+        # 1 campaign message + reminder 1 = 2 by reminder 2 (3 days after the follow, 4 after it)
+        "p2": [(wave(day, 0), "sent"), (wave(day, 1), "sent"), (wave(day, 2), "capped")],
+        # at the cap already: the welcome alone
+        "p3": [(wave(day, 0), "sent"), (wave(day, 1), "capped"), (wave(day, 2), "capped")],
+    }
+
+
+async def test_the_8th_day_frees_the_reminder(db: Database) -> None:
+    """The cap's window at its edge, for a reminder: a marketing message exactly 7 days before
+    it no longer counts (|t − due| < 7 days), one a minute later does."""
+    await turn_on(db, "welcome")
+    follow = local(2026, 11, 8, 10)
+    for i, p in enumerate(("p1", "p2"), start=1):
+        await profile(db, p)
+        await event(db, p, "follow", follow, channel="oa", appid="wx", openid=f"o{i}")
+    reminder = local(2026, 11, 9, 11)  # reminder 1's run, due at once
+    await sent_campaign_messages(db, "p1", reminder - timedelta(days=7), reminder - timedelta(days=1))
+    await sent_campaign_messages(db, "p2", reminder - timedelta(days=7) + timedelta(minutes=1),
+                                 reminder - timedelta(days=1))
+    await run_journeys(db, now=local(2026, 11, 8, 11), rules=RULES)
+    await mark_sent(db, "welcome", local(2026, 11, 8, 11))
+    await run_journeys(db, now=reminder, rules=RULES)
+    day = date(2026, 11, 8)
+    rows = await by_person(db, "welcome")
+    assert rows["p1"] == [(wave(day, 0), "sent"), (wave(day, 1), "planned")]  # 1 message counts
+    assert rows["p2"] == [(wave(day, 0), "sent"), (wave(day, 1), "capped")]  # 2 count
+
+
+async def test_opting_out_stops_the_welcome_and_its_reminders(db: Database) -> None:
+    """An opt-out of the only channel reaching the person (the OA) stops the welcome, hence the
+    reminders; an opt-out of another channel stops nothing."""
+    await turn_on(db, "welcome")
+    follow = local(2026, 11, 1, 10)
+    for i, p in enumerate(("p1", "p2", "p3"), start=1):
+        await profile(db, p)
+        await event(db, p, "follow", follow, channel="oa", appid="wx", openid=f"o{i}")
+    async with db.transaction() as session:
+        await store.opt_out(session, "p1", "oa", "退订")
+        await store.opt_out(session, "p2", "all", "TD")
+        await store.opt_out(session, "p3", "sms", "TD")
+    for moment in (local(2026, 11, 1, 11), local(2026, 11, 2, 11), local(2026, 11, 4, 11)):
+        await run_journeys(db, now=moment, rules=RULES)
+        await mark_sent(db, "welcome", moment)
+    day = date(2026, 11, 1)
+    assert await by_person(db, "welcome") == {
+        "p1": [(wave(day, 0), "opted_out")],
+        "p2": [(wave(day, 0), "opted_out")],
+        "p3": [(wave(day, 0), "sent"), (wave(day, 1), "sent"), (wave(day, 2), "sent")],
+    }
+
+
+async def test_a_campaign_counts_the_reminders_not_the_welcome(db: Database) -> None:
+    """Caps across a journey and a campaign planned afterwards: the welcome and one reminder
+    leave room for one campaign message, not two."""
+    from campaigns.plan import plan
+    from nlp.segment import Everyone, to_json
+
+    await turn_on(db, "welcome")
+    follow = local(2026, 11, 1, 10)
+    await profile(db, "p1")
+    await event(db, "p1", "follow", follow, channel="oa", appid="wx", openid="o1")
+    await run_journeys(db, now=local(2026, 11, 1, 11), rules=RULES)
+    await mark_sent(db, "welcome", local(2026, 11, 1, 11))
+    await run_journeys(db, now=local(2026, 11, 2, 11), rules=RULES)  # reminder 1 planned
+    outcomes = []
+    for name in ("周末活动", "周中活动"):
+        async with db.transaction() as session:
+            cid = await store.create_campaign(session, Campaign(
+                name=name, segment=to_json(Everyone()), control_pct=0.0, status="scheduled",
+                send_at=local(2026, 11, 3, 10)))
+        await plan(db, cid, now=local(2026, 11, 2, 12), today=date(2026, 11, 2), rules=RULES.plan)
+        async with db.transaction() as session:
+            outcomes += [r["outcome"] for r in await store.targets(session, cid, 0)]
+    assert outcomes == ["planned", "capped"]
 
 
 async def test_follow_before_turned_on_is_not_welcomed(db: Database) -> None:
@@ -476,3 +568,35 @@ async def test_two_processes_run_at_once(db: Database, db_url: str) -> None:
     names = (JOURNEYS["birthday"].name, JOURNEYS["dormant"].name)
     assert [first[n] + second[n] for n in names] == [30, 15]
     assert len(await journey_rows(db, "birthday")) == 30 and len(await journey_rows(db, "dormant")) == 15
+
+
+async def test_the_sender_sends_the_welcome_past_the_cap(
+    db: Database, sim: TencentSimulator, http: aiohttp.ClientSession
+) -> None:
+    """At the send too: s1, at the cap through a campaign, gets the welcome and no reminder; s2, a
+    new follower with no other message, gets the welcome and both reminders (3 in 3 days)."""
+
+    def clock() -> datetime:
+        return datetime.fromtimestamp(sim.clock.now(), UTC)
+
+    now = clock()
+    shop = Shop(db, PiiVault(TEST_SECRET), sim)
+    for p in ("s1", "s2"):
+        await profile(db, p, oa=False)
+        await event(db, p, "follow", now - timedelta(minutes=5), channel="oa", appid="wx", openid=f"o{p}")
+    await shop.persons([{"person": "s1", "phone": "13800000001"}, {"person": "s2", "phone": "13800000002"}])
+    await turn_on(db, "welcome", at=now - timedelta(days=1))
+    cid = await shop.campaign("双11")
+    for wave_, ago in ((0, timedelta(days=2)), (1, timedelta(hours=1))):
+        await shop.targets(cid, [("s1", "sms", "", "A")], due=now - ago, wave=wave_, outcome="sent",
+                           sent_at=now - ago)
+    sender = make_sender(db, sim, http, clock)
+    for advance in (timedelta(0), timedelta(days=1, hours=1), timedelta(days=2)):
+        sim.advance(advance.total_seconds())
+        await run_journeys(db, now=clock(), rules=RULES)
+        await sender.run_once()
+    steps = JOURNEYS["welcome"].steps
+    got = [(m.phone, m.text) for m in sim.sms.messages]
+    assert sorted(got) == sorted([
+        ("13800000001", steps[0]), ("13800000002", steps[0]), ("13800000002", steps[1]), ("13800000002", steps[2])])
+    assert [o for _, o in (await by_person(db, "welcome"))["s1"]] == ["sent", "capped", "capped"]

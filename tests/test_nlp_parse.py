@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot import texts
 from nlp.examples import EXAMPLES
 from nlp.intent import (
     CampaignCommand,
@@ -558,6 +559,90 @@ def test_campaign_time_in_the_past_is_refused() -> None:
 )
 def test_reports(text: str, expected: ReportCommand) -> None:
     assert cmd(text) == expected
+
+
+PRICE = tag("price_orientation", "价格导向")
+LAST_MONTH = Window("month", -1)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # the segment before the window, after it, with a dimension, with more measures
+        ("统计价格导向会员上个月的销售额", ReportCommand(("sales",), None, LAST_MONTH, segment=all_of(PRICE, MEMBER))),
+        ("统计上个月价格导向会员的销售额", ReportCommand(("sales",), None, LAST_MONTH, segment=all_of(PRICE, MEMBER))),
+        (
+            "对比一下价格导向会员各渠道上个月的销售额和订单数",
+            ReportCommand(("sales", "orders"), "channel", LAST_MONTH, segment=all_of(PRICE, MEMBER)),
+        ),
+        (
+            "统计一下上海的女性会员本月各门店的客单价是多少",
+            ReportCommand(("aov",), "store", Window("month", 0),
+                          segment=all_of(tag("city", "上海"), tag("gender", "F"), MEMBER)),
+        ),
+        # without a window: the default (last 30 days), the segment still kept
+        ("沉睡会员的销售额", ReportCommand(("sales",), segment=all_of(tag("lifecycle", "沉睡"), MEMBER))),
+        # the window of a condition is the segment's; the one no condition takes is the report's
+        (
+            "统计近90天消费2次以上的会员上个月各渠道的销售额",
+            ReportCommand(("sales",), "channel", LAST_MONTH, segment=all_of(
+                OrderMetric("count", Compare("ge", 2), days(90)), MEMBER)),
+        ),
+        # report words followed by a value are the segment's (订单数超过3), 会员数 counts 会员
+        (
+            "统计订单数超过3的会员本月的客单价",
+            ReportCommand(("aov",), None, Window("month", 0), segment=all_of(
+                OrderMetric("count", Compare("gt", 3), DEFAULT_WINDOW), MEMBER)),
+        ),
+        ("统计上海的会员数", ReportCommand(("customers",), segment=all_of(tag("city", "上海"), MEMBER))),
+        # 领券未核销 is a condition, not the redemption rate
+        ("统计领券未核销的会员的销售额", ReportCommand(("sales",), segment=all_of(
+            tag("coupon_outstanding", "是"), MEMBER))),
+        # a saved segment (刚才那批人) and a named one
+        (
+            "统计刚才那批人上个月各渠道的销售额和订单数",
+            ReportCommand(("sales", "orders"), "channel", LAST_MONTH, segment=Saved("")),
+        ),
+        # a distribution among a segment; 会员生命周期 alone stays the dimension's name
+        (
+            "上海会员的生命周期分布",
+            ReportCommand(("customers",), "lifecycle", segment=all_of(tag("city", "上海"), MEMBER)),
+        ),
+        # a campaign report among a segment
+        (
+            "统计上个月双11活动中价格导向会员的转化率",
+            ReportCommand(("conversion",), None, LAST_MONTH, "双11", segment=all_of(PRICE, MEMBER)),
+        ),
+    ],
+)
+def test_reports_among_a_segment(text: str, expected: ReportCommand) -> None:
+    assert cmd(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    # segment conditions that name a report's words are segments, not reports
+    ["RFM为重要挽留客户且偏好品类是女鞋的有多少", "生命周期为沉睡的会员", "券核销率高于50%的会员"],
+)
+def test_conditions_with_report_words_stay_segments(text: str) -> None:
+    assert isinstance(cmd(text), SegmentCommand), cmd(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "unplaced", "reason"),
+    [
+        # words that are neither report words nor a segment: named back, never dropped
+        ("统计火星人上个月的销售额", ("火星人",), texts.REPORT_SCOPE_NOT_UNDERSTOOD),
+        ("对比一下各渠道上个月的销售额和天气", ("天气",), texts.REPORT_SCOPE_NOT_UNDERSTOOD),
+        # two periods: no report compares periods, so neither is picked silently
+        ("对比上个月和本月的销售额", ("上个月", "本月"), texts.REPORT_TWO_WINDOWS),
+    ],
+)
+def test_report_words_it_cannot_place(text: str, unplaced: tuple[str, ...], reason: str) -> None:
+    result = cmd(text)
+    assert isinstance(result, NotUnderstood), result
+    assert result.unplaced == unplaced and result.reason == reason
+    assert result.suggestions and all(s in EXAMPLES for s in result.suggestions)
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from bot import texts
 from bot.report_chart import cjk_font, render_chart, render_text, save_chart
+from nlp import segment as seg
 from nlp.intent import ReportCommand, ReportDimension
 from nlp.segment import Window
 from profile_store.db import Database
@@ -167,6 +168,37 @@ async def test_segment_restriction(loaded: Database) -> None:
     assert (figures.totals, figures.members) == ((70_065, 4, 2), 2)
     nobody = await run(loaded, ReportCommand(measures=("sales", "aov"), by="store", window=OCTOBER), members=[])
     assert (nobody.rows, nobody.totals, nobody.empty) == ((), (0, 0), True)
+
+
+async def test_restriction_by_a_segment_tree(loaded: Database) -> None:
+    """The segment's compiled SELECT joined in (no ids through Python): 购买 = A and E as of T."""
+    buyers = seg.Tag("lifecycle", seg.eq("购买"))
+
+    async def run_segment(command: ReportCommand, tree: seg.Segment) -> Report:
+        async with loaded.read() as session:
+            return await report(session, command, T, segment=tree)
+
+    figures = await run_segment(
+        ReportCommand(measures=("sales", "orders", "customers"), by="channel", window=OCTOBER), buyers
+    )
+    # A: 100.00 pos + 300.25 miniapp; E: 1,200.00 ecom
+    assert table_of(figures) == [("ecom", 120_000, 1, 1), ("miniapp", 30_025, 1, 1), ("pos", 10_000, 1, 1)]
+    assert (figures.totals, figures.members) == ((160_025, 3, 2), 2)
+    # the category lines of A's and E's orders: 连衣裙 200.25 + 1,000.00, T恤 100.00, unknown 200.00
+    categories = await run_segment(ReportCommand(measures=("sales",), by="category", window=OCTOBER), buyers)
+    assert table_of(categories) == [("连衣裙", 120_025), ("", 20_000), ("T恤", 10_000)]
+    # the funnel of 双11 among A and E: both received, K1 (A) consumed, A bought after the touch
+    funnel = await run_segment(ReportCommand(measures=("redemption",), window=OCTOBER, campaign="双11"), buyers)
+    assert table_of(funnel) == [
+        ("received", 2, None), ("coupons", 2, None), ("redeemed", 1, 0.5), ("converted", 1, 0.5)]
+    # tag distribution within 购买 or 忠诚 (A, E; B, C)
+    either = seg.any_of(buyers, seg.Tag("lifecycle", seg.eq("忠诚")))
+    spread = await run_segment(ReportCommand(measures=("customers",), by="lifecycle"), either)
+    assert (table_of(spread), spread.members) == ([("忠诚", 2), ("购买", 2)], 4)
+    # D (流失) only refunded: one person, no figures
+    lost = await run_segment(ReportCommand(measures=("sales", "orders"), by="store", window=OCTOBER),
+                             seg.Tag("lifecycle", seg.eq("流失")))
+    assert (lost.members, lost.rows, lost.totals, lost.empty) == (1, (), (0, 0), True)
 
 
 async def test_no_data_is_zeros(db: Database) -> None:

@@ -142,3 +142,27 @@ def test_readings_say_what_the_tree_says_in_plain_chinese() -> None:
     )
     assert describe(only_online) == "近365天在小程序、电商或公众号商城有购买，且近365天在门店没有购买"
     assert describe(Did("add_contact", Window("week", -1))) == "上周添加过导购企微"
+
+
+def test_a_report_is_read_back_with_its_window_breakdown_and_segment() -> None:
+    from nlp.describe import describe_report
+    from nlp.intent import ReportCommand
+
+    last_month = Window("month", -1)
+    among = And((Tag("price_orientation", eq("价格导向")), Tag("is_member", eq("是"))))
+    assert (
+        describe_report(ReportCommand(("sales", "orders"), "channel", last_month, segment=among), VOCAB, T)
+        == "上个月（2026-10-01至2026-10-31）各渠道的销售额、订单数，只统计：购买类型为价格导向，且是会员"
+    )
+    # no window: the last 30 days, T included; no segment: nothing about whom
+    assert describe_report(ReportCommand(("sales",)), VOCAB, T) == "近30天（2026-10-03至2026-11-01）的销售额"
+    # a distribution is of T, never of a window; a store of the segment by its name
+    assert (
+        describe_report(ReportCommand(("customers",), "lifecycle", segment=Tag("preferred_store", eq("S001"))),
+                        VOCAB, T)
+        == "生命周期分布（截至2026-11-01），只统计：常去门店为上海一店（S001）"
+    )
+    assert (
+        describe_report(ReportCommand(("conversion", "redemption"), None, last_month, "双11"), VOCAB, T)
+        == "上个月（2026-10-01至2026-10-31）双11活动的转化率、核销率"
+    )

@@ -53,6 +53,7 @@ def _env(db_url: str, sim: TencentSimulator, port: int, **extra: str) -> dict[st
         "QIANMIAN_TAGS_REFRESH_AT": "off",
         "QIANMIAN_LOG_LEVEL": "WARNING",
         "QIANMIAN_WORKER_POLL": "0.02",
+        "QIANMIAN_SERVE_EDGES": "1",  # the default on PostgreSQL is one per core
         **extra,
     }
 
@@ -243,5 +244,62 @@ async def test_separate_edge_and_worker_roles_survive_a_killed_worker(
             await _assert_exactly_once(db, externals)
             assert _stop(again) == 0
             assert killed_at.get("done", 0) <= len(externals)
+    finally:
+        await db.dispose()
+
+
+async def _gone(pids: list[int], within: float = 15) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in pids):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].splitlines()[0].lower()
+    except (OSError, IndexError):
+        return "zombie"
+
+
+async def test_two_edges_share_the_port_and_go_with_their_supervisor(
+    db_url: str, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    """QIANMIAN_SERVE_EDGES=2: a second edge process on the same port (SO_REUSEPORT) beside the
+    worker; callbacks spread over both are each recorded and processed once; the extra edge is
+    replaced when it dies, and stops by itself when the first edge is SIGKILLed."""
+    db = Database(db_url)
+    try:
+        async with TencentSimulator() as sim:
+            port = _free_port()
+            first = _start(_env(db_url, sim, port, QIANMIAN_SERVE_WORKERS="1", QIANMIAN_SERVE_EDGES="2"))
+            procs.append(first)
+            await _ready(port)
+            children = _children(first.pid)
+            assert len(children) == 2, children  # one worker, one extra edge
+            extra = [pid for pid in children if "edge" in Path(f"/proc/{pid}/cmdline").read_text()]
+            assert len(extra) == 1, children
+            driver = CallbackDriver(
+                f"http://127.0.0.1:{port}", corp_id=sim.corp_id, agent_id=str(sim.agent_id),
+                wecom_token=kit.WECOM_TOKEN, wecom_aes_key=kit.WECOM_AES, sim=sim,
+            )
+            externals = [f"wmedges{i:04d}" for i in range(120)]
+            async with driver:
+                await _send(driver, externals)
+            await _settled(db, len(externals))
+            await _assert_exactly_once(db, externals)
+
+            os.kill(extra[0], signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while (replaced := _children(first.pid)) and (len(replaced) < 2 or extra[0] in replaced):
+                assert time.monotonic() < deadline, f"the dead edge was not replaced: {replaced}"
+                await asyncio.sleep(0.1)
+            await _ready(port)
+
+            first.kill()  # SIGKILL: no cleanup in the first edge
+            first.wait()
+            assert await _gone(replaced), "the extra edge and the worker stop once their edge is gone"
     finally:
         await db.dispose()

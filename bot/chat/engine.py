@@ -28,7 +28,7 @@ from bot.chat.reply import Reply
 from bot.portrait_links import PortraitLinks
 from bot.settings import Settings
 from nlp import segment as seg
-from nlp.describe import describe
+from nlp.describe import describe, describe_report
 from nlp.examples import EXAMPLES
 from nlp.intent import (
     CampaignCommand,
@@ -56,14 +56,15 @@ from profile_store.lookup import Brief, briefs, find_person, persons_named
 from profile_store.segments import sql as segments
 from profile_store.segments.asof import profile_relation
 from profile_store.staff import Staff, staff_of, store_name
-from profile_store.vocabulary import load_vocabulary
+from profile_store.vocabulary import Stamp, refresh_vocabulary
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], Awaitable[None]]
 SAMPLES = 5
-# The vocabulary (stores, categories, labels, saved segments …) is re-read at most this often;
-# our own changes (a new label, a saved segment) refresh it at once.
+# The vocabulary (stores, categories, labels, saved segments …) is looked at again after this
+# long (a cheap stamp, the words reloaded only when it changed); our own changes (a new label, a
+# saved segment) reload it at once.
 VOCABULARY_SECONDS = 60.0
 WRITE_ROLES = frozenset({"marketer", "admin"})
 
@@ -84,8 +85,10 @@ class Assistant:
         self.settings = settings
         self.links = links
         self._vocabulary: Vocabulary | None = None
+        self._vocabulary_stamp: Stamp | None = None
         self._vocabulary_at = 0.0
         self._vocabulary_lock = asyncio.Lock()
+        self.vocabulary_loads = 0  # full loads of the words (the stamp unchanged: none)
 
     # ------------------------------------------------------------------ entry point
 
@@ -120,10 +123,15 @@ class Assistant:
         loop = asyncio.get_running_loop()
         async with self._vocabulary_lock:
             if fresh or self._vocabulary is None or loop.time() - self._vocabulary_at > VOCABULARY_SECONDS:
+                kept = None if fresh else self._vocabulary
                 async with self.db.read() as session:
-                    self._vocabulary = await load_vocabulary(session)
+                    self._vocabulary, self._vocabulary_stamp, loaded = await refresh_vocabulary(
+                        session, kept, self._vocabulary_stamp
+                    )
                 self._vocabulary_at = loop.time()
-                # A new dictionary takes jieba about a second to build: not on the event loop.
+                self.vocabulary_loads += int(loaded)
+                # A new dictionary takes jieba about a second to build: not on the event loop
+                # (the same words: the cached one, at once).
                 await asyncio.to_thread(lexicon_for, self._vocabulary)
             return self._vocabulary
 
@@ -137,6 +145,8 @@ def help_text() -> str:
 
 def not_understood_text(command: NotUnderstood) -> str:
     lines = [texts.CHAT_NOT_UNDERSTOOD]
+    if command.variant_issue is not None:  # which version of a campaign, and why
+        lines.append(texts.CAMPAIGN_VARIANT_ISSUES[command.variant_issue].format(who=command.variant))
     for kind, name in command.unknown:
         if kind == "city":  # a real city, just not one of this retailer's
             lines.append(texts.CHAT_UNKNOWN_CITY.format(name=name))
@@ -249,11 +259,6 @@ class _Context:
             if not done:
                 await self.progress(texts.CHAT_WORKING)
         return await task
-
-    async def members(self, tree: seg.Segment) -> list[str]:
-        async with self.a.db.read() as session:
-            relation = await profile_relation(session, self.today) if self.explicit else "profile"
-            return await segments.members(session, tree, self.today, profile=relation)
 
     async def scoped(self, tree: seg.Segment) -> tuple[seg.Segment, seg.Segment, Scope] | Reply:
         """(the segment with saved ones resolved, the same within the asker's scope, the scope)."""
@@ -463,21 +468,22 @@ class _Context:
             if measured is not None:
                 return measured
         scope = await self.scope()
-        among: list[str] | None = None
         restrict = command.segment
         if restrict is not None:
             resolved = await self.resolve(restrict)
             if isinstance(resolved, Reply):
                 return replace(resolved, family="report")
             restrict = resolved
+        # the reading names the segment the words gave (刚才那批人: the one it stands for)
+        reading = describe_report(replace(command, segment=restrict), self.vocabulary, self.today)
         if scope.segment is not None:
             restrict = scope.segment if restrict is None else seg.all_of(scope.segment, restrict)
-        if restrict is not None:
-            among = await self.members(restrict)
         async with self.a.db.read() as session:
             relation = await profile_relation(session, self.today) if self.explicit else "profile"
-            figures = await report(session, command, self.today, profile=relation, members=among)
-        text = render_text(figures) + scope.report_note
+            # the segment goes to the report as its compiled SELECT: no person id through Python
+            figures = await report(session, command, self.today, profile=relation, segment=restrict)
+        text = "\n".join((texts.CHAT_READING.format(reading=reading), render_text(figures)))
+        text += scope.report_note
         image: str | None = None
         if getattr(figures, "rows", None):
             png = render_chart(figures)
@@ -485,10 +491,7 @@ class _Context:
                 :16
             ]
             image = str(save_chart(png, Path(self.a.settings.media_dir), key))
-        reading = self.read(restrict) if restrict is not None else ""
-        return Reply(
-            "report", "done", text, image_path=image, reading=reading, size=len(among) if among is not None else None
-        )
+        return Reply("report", "done", text, image_path=image, reading=reading, size=figures.members)
 
     async def campaign_effect(self, name: str) -> Reply | None:
         """"统计双11活动的效果": the effect report of a campaign we ran (targeted, sent,
@@ -524,9 +527,16 @@ class _Context:
             return replace(found, family="campaign")
         resolved, tree, _ = found
         reading = self.read(resolved)
-        name = campaign_name(self.text, offer_text(command, dict(self.vocabulary.coupons)), self.moment)
+        whens = await self.variant_conditions(command)
+        if isinstance(whens, Reply):
+            return replace(whens, family="campaign")
+        offer = offer_text(command, dict(self.vocabulary.coupons))
+        if command.variants:
+            offer = texts.CAMPAIGN_VARIANTS_NAME.format(n=len(command.variants))
+        name = campaign_name(self.text, offer, self.moment)
         draft = draft_of(
-            command, tree, name=name, reading=reading, by=self.asker.guide_id, coupons=dict(self.vocabulary.coupons)
+            command, tree, name=name, reading=reading, by=self.asker.guide_id, coupons=dict(self.vocabulary.coupons),
+            whens=whens,
         )
         planned = await preview(
             self.a.db, campaign_of(draft), now=self.moment, today=self.today,
@@ -536,7 +546,7 @@ class _Context:
             texts.CHAT_READING.format(reading=reading),
             texts.CHAT_CAMPAIGN_PREVIEW.format(
                 name=draft["name"],
-                content=_offer(command, self.vocabulary),
+                content=_variant_lines(draft, planned) if command.variants else _offer(command, self.vocabulary),
                 when=_local(planned.due_at, self.a.settings.tz),
                 **_plan_figures(planned),
                 minutes=_minutes(self.a.settings.confirm_minutes),
@@ -550,6 +560,19 @@ class _Context:
                 expires_at=datetime.now(UTC) + timedelta(minutes=self.a.settings.confirm_minutes),
             )
         return Reply("campaign", "preview", answer, reading=reading, size=planned.targeted)
+
+    async def variant_conditions(self, command: CampaignCommand) -> list[tuple[seg.Segment | None, str]] | Reply:
+        """(condition with saved segments resolved, its reading) of each variant (千人千面)."""
+        found: list[tuple[seg.Segment | None, str]] = []
+        for variant in command.variants:
+            if variant.when is None:
+                found.append((None, texts.CAMPAIGN_VARIANT_EVERYONE_LEFT))
+                continue
+            when = await self.resolve(variant.when)
+            if isinstance(when, Reply):
+                return when
+            found.append((when, self.read(when)))
+        return found
 
     async def control(self, command: CampaignControlCommand) -> Reply:
         """暂停 / 恢复 / 取消 a campaign: what it would change, then 确认."""
@@ -684,6 +707,8 @@ class _Context:
         answer = texts.CHAT_CAMPAIGN_SCHEDULED.format(
             name=draft["name"], when=_local(planned.due_at, self.a.settings.tz), **_plan_figures(planned)
         )
+        if len(draft.get("variants") or ()) > 1:
+            answer += "\n" + _variant_lines(draft, planned)
         return Reply("campaign", "done", answer, reading=str(pending.get("reading", "")), size=planned.targeted)
 
 
@@ -775,6 +800,19 @@ def _plan_figures(planned: Any) -> dict[str, Any]:
         "control": planned.control, "capped": planned.capped, "opted_out": planned.opted_out,
         "unreachable": planned.unreachable, "quota": planned.wecom_quota_exhausted,
     }
+
+
+def _variant_lines(draft: dict[str, Any], planned: Any) -> str:
+    """Each variant of a campaign (千人千面) with its own figures: whom, how many, what."""
+    lines = [texts.CAMPAIGN_VARIANTS_HEAD.format(n=len(draft["variants"]))]
+    for v in draft["variants"]:
+        lines.append(texts.CAMPAIGN_VARIANT_LINE.format(
+            who=v.get("who") or v["name"], targeted=planned.by_variant.get(v["name"], 0),
+            planned=planned.planned_by_variant.get(v["name"], 0), content=v["content"],
+        ))
+    if planned.no_variant:
+        lines.append(texts.CAMPAIGN_VARIANTS_NONE.format(n=planned.no_variant))
+    return "\n".join(lines)
 
 
 def _minutes(value: float) -> str:

@@ -18,6 +18,11 @@ CUSTOM_MSG_TYPES = frozenset(
     {"text", "image", "voice", "video", "music", "news", "mpnews", "msgmenu", "wxcard", "miniprogrampage"}
 )
 OA_MEDIA_TYPES = frozenset({"image", "voice", "video", "thumb"})
+# card/landingpage/create: where the page is put ("scene" of Tencent's card API)
+LANDING_SCENES = frozenset({
+    "SCENE_NEAR_BY", "SCENE_MENU", "SCENE_QRCODE", "SCENE_ARTICLE", "SCENE_H5", "SCENE_IVR", "SCENE_CARD_CUSTOM_CELL",
+})
+LANDING_PAGE_PATH = "/bizmall/cardlandingpage"  # on mp.weixin.qq.com in production
 
 
 @dataclass
@@ -43,6 +48,7 @@ class OfficialAccount:
     custom_messages: list[dict[str, Any]] = field(default_factory=list)
     client_msg_ids: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
     media: dict[str, tuple[str, UploadedFile]] = field(default_factory=dict)
+    cards: dict[str, str] = field(default_factory=dict)  # card_id → title (the account's WeChat cards)
 
 
 class OfficialAccounts:
@@ -50,6 +56,8 @@ class OfficialAccounts:
         self.clock = clock
         self.accounts: dict[str, OfficialAccount] = {}
         self._next_msgid = 200_000_000
+        self.landing_pages: dict[int, dict[str, Any]] = {}  # page_id → {"app_id", "card_ids", "title", …}
+        self.base_url: Callable[[], str] = lambda: ""  # set by the server: where landing pages are served
 
     # ------------------------------------------------------------------ state helpers (tests, driver)
 
@@ -98,6 +106,13 @@ class OfficialAccounts:
         if user is not None:
             user.last_interaction = self.clock.now() if at is None else at
 
+    def add_card(self, app_id: str, card_id: str, title: str = "优惠券") -> None:
+        """A WeChat card (coupon) created by the account (in production: card/create, approved)."""
+        self.accounts[app_id].cards[card_id] = title
+
+    def landing_page(self, page_id: int) -> dict[str, Any] | None:
+        return self.landing_pages.get(page_id)
+
     def qrcode_picture(self, ticket: str) -> bytes | None:
         """The PNG mp.weixin.qq.com/cgi-bin/showqrcode serves for a ticket (None: unknown or expired)."""
         for account in self.accounts.values():
@@ -118,6 +133,7 @@ class OfficialAccounts:
             "/cgi-bin/message/template/send": self.send_template,
             "/cgi-bin/message/custom/send": self.send_custom,
             "/cgi-bin/media/upload": self.upload_media,
+            "/card/landingpage/create": self.create_landing_page,
         }
 
     def _user(self, account: OfficialAccount, openid: str) -> Follower:
@@ -231,3 +247,26 @@ class OfficialAccounts:
         media_id = random_id("", 64)
         account.media[media_id] = (kind, upload)
         return {"type": kind, "media_id": media_id, "created_at": int(self.clock.now())}
+
+    def create_landing_page(self, ctx: Ctx) -> dict[str, Any]:
+        """card/landingpage/create: a page listing cards of this account, each claimable with a tap
+        in WeChat → url, page_id. Every field is required; a card the account does not own: 40073."""
+        account = self.accounts[ctx.owner]
+        body = ctx.json()
+        cards = body.get("card_list")
+        if not all(k in body for k in ("banner", "page_title", "can_share", "scene", "card_list")):
+            raise SimError(47001, "data format error: banner, page_title, can_share, scene and card_list required")
+        if not text_of(body, "page_title") or body.get("scene") not in LANDING_SCENES:
+            raise SimError(47001, "data format error: page_title or scene")
+        if not isinstance(cards, list) or not cards or not all(isinstance(c, dict) for c in cards):
+            raise SimError(47001, "data format error: card_list")
+        card_ids = [text_of(c, "card_id") for c in cards]
+        if any(c not in account.cards for c in card_ids):
+            raise SimError(40073, "invalid card id")
+        page_id = len(self.landing_pages) + 1
+        self.landing_pages[page_id] = {
+            "app_id": account.app_id, "card_ids": card_ids, "title": text_of(body, "page_title"),
+            "scene": body["scene"], "created_at": self.clock.now(),
+        }
+        url = f"{self.base_url()}{LANDING_PAGE_PATH}?__biz={account.original_id}&page_id={page_id}"
+        return {"errcode": 0, "errmsg": "ok", "url": url, "page_id": page_id}

@@ -14,6 +14,7 @@ for 5 more minutes only — which is why tokens must be shared between processes
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
 from collections import defaultdict, deque
@@ -25,7 +26,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from bot.simulator.common import Clock, Ctx, SimError, UploadedFile, random_id
-from bot.simulator.oa_api import Follower, OfficialAccount, OfficialAccounts
+from bot.simulator.oa_api import LANDING_PAGE_PATH, Follower, OfficialAccount, OfficialAccounts
 from bot.simulator.oauth import AUTHORIZE_PATH, WeComOAuth
 from bot.simulator.sms import GROUPMSG_LIST_V2, SMS_PATH, SmsGateway, groupmsg_list_v2
 from bot.simulator.wecom_api import ExternalContact, WeComCorp
@@ -93,6 +94,7 @@ class TencentSimulator:
         self.oa_token_grace = oa_token_grace
         self.wecom = WeComCorp(self.clock, corp_id, agent_id, lambda: self.base_url)
         self.oa = OfficialAccounts(self.clock)
+        self.oa.base_url = lambda: self.base_url
         account = self.oa.add_account(oa_app_id, oa_app_secret)
         self.oa_app_id, self.oa_app_secret = account.app_id, account.secret
         self._tokens: dict[str, _Token] = {}
@@ -114,6 +116,8 @@ class TencentSimulator:
         app.router.add_get(OA_SHOWQRCODE_PATH, self._showqrcode)
         app.router.add_get(CONTACT_WAY_QR_PATH + "{config_id}.png", self._contact_way_qr)
         app.router.add_route("*", "/cgi-bin/{tail:.*}", self._handle)
+        app.router.add_route("*", "/card/{tail:.*}", self._handle)  # the card API (api.weixin.qq.com/card/…)
+        app.router.add_get(LANDING_PAGE_PATH, self._landing_page)
         app.router.add_get(AUTHORIZE_PATH, self._authorize)  # open.weixin.qq.com in production
         app.router.add_post(SMS_PATH, self.sms.handle)  # an SMS provider in production
         self._runner = web.AppRunner(app, access_log=None)
@@ -265,6 +269,20 @@ class TencentSimulator:
         if png is None:
             raise web.HTTPNotFound()
         return web.Response(body=png, content_type="image/png")
+
+    async def _landing_page(self, request: web.Request) -> web.StreamResponse:
+        # Like mp.weixin.qq.com: the page of a landing page id, its cards each with a claim button.
+        self._calls.append(SimCall(request.method, request.path, dict(request.query), None, self.clock.now()))
+        try:
+            page = self.oa.landing_page(int(request.query.get("page_id", "")))
+        except ValueError:
+            page = None
+        if page is None:
+            raise web.HTTPNotFound()
+        cards = "".join(f"<li data-card-id=\"{html.escape(c)}\">{html.escape(c)}</li>" for c in page["card_ids"])
+        title = html.escape(str(page["title"]))
+        return web.Response(text=f"<html><body><h1>{title}</h1><ul>{cards}</ul></body></html>",
+                            content_type="text/html")
 
     async def _authorize(self, request: web.Request) -> web.StreamResponse:
         self._calls.append(SimCall(request.method, request.path, dict(request.query), None, self.clock.now()))

@@ -402,6 +402,7 @@ class WeComCorp:
         if sender is not None:
             self._staff(sender)
         text = body.get("text")
+        _check_attachments(body.get("attachments"))
         if not body.get("attachments"):
             if not isinstance(text, dict):
                 raise SimError(40058, "invalid Request Parameter: text and attachments are both empty")
@@ -529,3 +530,24 @@ class WeComCorp:
         now = self.clock.now()
         self.media[media_id] = (kind, upload, now)
         return {"type": kind, "media_id": media_id, "created_at": str(int(now))}
+
+
+ATTACHMENT_TYPES = frozenset({"image", "link", "miniprogram", "video", "file"})
+MAX_ATTACHMENTS = 9
+
+
+def _check_attachments(attachments: Any) -> None:
+    """add_msg_template's attachments: at most 9, each of a known msgtype; a link needs its title
+    and url (Tencent: 40058 invalid Request Parameter)."""
+    if attachments is None:
+        return
+    if not isinstance(attachments, list) or len(attachments) > MAX_ATTACHMENTS:
+        raise SimError(40058, "invalid Request Parameter: attachments (a list of at most 9)")
+    for item in attachments:
+        kind = text_of(item, "msgtype")
+        if kind not in ATTACHMENT_TYPES:
+            raise SimError(40058, "invalid Request Parameter: attachment msgtype")
+        if kind == "link":
+            link = item.get(kind)
+            if not (text_of(link, "title") and text_of(link, "url")):
+                raise SimError(40058, "invalid Request Parameter: link title and url required")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -118,6 +118,21 @@ class OfficialAccountClient(TencentClient):
         if client_msg_id is not None:
             body["client_msg_id"] = client_msg_id
         return await self.post("/cgi-bin/message/template/send", body)
+
+    async def create_card_landing_page(
+        self, card_ids: Sequence[str], *, title: str, scene: str = "SCENE_H5", banner: str = "",
+        can_share: bool = False,
+    ) -> dict[str, Any]:
+        """A landing page from which a customer claims the cards in WeChat → `url`, `page_id`.
+        40073: a card that is not this account's."""
+        body = {
+            "banner": banner,
+            "page_title": title,
+            "can_share": can_share,
+            "scene": scene,
+            "card_list": [{"card_id": c, "thumb_url": banner} for c in card_ids],
+        }
+        return await self.post("/card/landingpage/create", body)
 
     async def send_custom_message(self, openid: str, msgtype: str, content: Mapping[str, Any]) -> dict[str, Any]:
         """A customer-service message; only within 48 h of the customer's last interaction (45015)."""

@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     # than the edge's (nice increment), so answering Tencent comes first when both want the CPU.
     serve_workers: int | None = Field(None, ge=0, le=64, alias="QIANMIAN_SERVE_WORKERS")
     worker_poll_seconds: float = Field(0.02, gt=0, alias="QIANMIAN_WORKER_POLL")
-    worker_nice: int = Field(10, ge=0, le=19, alias="QIANMIAN_WORKER_NICE")
+    worker_nice: int = Field(19, ge=0, le=19, alias="QIANMIAN_WORKER_NICE")
     # HTTP edge processes sharing the port (SO_REUSEPORT); unset: one per core (at most 4) on
     # PostgreSQL, 1 on SQLite. More than one needs worker processes (the edges process nothing).
     serve_edges: int | None = Field(None, ge=1, le=64, alias="QIANMIAN_SERVE_EDGES")

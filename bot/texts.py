@@ -341,6 +341,7 @@ DEMO_CHAT_COMMANDS = (
     "给刚才那批人打上“高潜客”标签",
     "确认",
     "对比一下各渠道上个月的销售额",
+    "统计价格导向会员近90天各渠道的销售额",
     "给上海门店的价格导向会员下周一上午10点发30元无门槛券",
     "圈选喜欢火星的会员",
 )
@@ -585,7 +586,7 @@ JOURNEY_CONTENT_DONE = "已更新“{name}”第{n}步的内容。"
 # A campaign's message when the command gave only a coupon (campaigns/drafts.py).
 CAMPAIGN_COUPON_MESSAGE = "送您一张{offer}，到店或在小程序下单即可使用，期待您的光临！"
 DEMO_SCENE_CAMPAIGN = "场景十：一次营销活动从头到尾：预览、确认、导购一对一发送、顾客购买（对照组也有人买），再看效果"
-DEMO_CAMPAIGN_COMMAND = "通过企微给价格导向的企微好友发30元无门槛券"
+DEMO_CAMPAIGN_COMMAND = "通过企微给企微好友发消息：价格导向的发30元无门槛券，其他人发新品推荐"
 DEMO_CAMPAIGN_SENT = (
     "  导购们收到群发任务：发出 {sent} 条；对照组 {control} 人不发；{held} 人因频次上限、退订或无法触达未发。"
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import queue
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -68,21 +69,24 @@ async def refresh_all(
     page_size: int = PAGE_SIZE,
     progress: Callable[[int], None] | None = None,
     workers: int | None = None,
+    parallel_from: int = PARALLEL_FROM,
 ) -> RefreshReport:
     """Recompute every active person's profile as of `as_of`.
 
     On PostgreSQL a large refresh is split into contiguous person_id ranges, one per worker
-    process (default: two per CPU): the work is mostly Python turning aggregates into tags, and
+    process (default: one per CPU): the work is mostly Python turning aggregates into tags, and
     one process can only use one core. Each range is refreshed page by page (see
     `_refresh_range`); SQLite has a single writer, so it always runs in this process.
     """
     async with db.transaction() as session:
         rules = await load_rules(session)
         total = await _count_active(session)
-    # Two per core: a worker waits on the database half of the time (measured at 1 M persons on
-    # 2 cores: 2 workers 175 s, 4 workers 160 s).
-    workers = workers or min(2 * (os.cpu_count() or 1), 8)
-    if db.is_postgres and workers > 1 and total >= PARALLEL_FROM:
+    # One per core. Two per core were 9 % faster (1 M persons on 2 cores: 4 workers 160 s, 2
+    # workers 175 s: a worker waits on the database part of the time), but each worker is a whole
+    # Python with the app loaded (~170 MB): with four, `qianmian import` peaked at 1.1 GB, over
+    # its 1 GiB budget; with two, at about 0.6 GB.
+    workers = workers or min(os.cpu_count() or 1, 8)
+    if db.is_postgres and workers > 1 and total >= parallel_from:
         report = await _refresh_in_processes(db, as_of, page_size, progress, workers, total)
     else:
         report = await _refresh_range(db, rules, as_of, "", None, page_size, progress)
@@ -162,29 +166,49 @@ async def _refresh_in_processes(
     context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
     loop = asyncio.get_running_loop()
     report = RefreshReport()
-    with context.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        done_pages = manager.Queue()  # the workers' progress, page by page
+    # The workers' progress, page by page: a plain queue handed to each worker as it starts (a
+    # Manager's queue would cost one more whole process).
+    done_pages = context.Queue()
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_progress_to, initargs=(done_pages,)
+    ) as pool:
         futures = [
-            loop.run_in_executor(pool, _refresh_range_in_process, db.url, as_of, lo, hi, page_size, done_pages)
+            loop.run_in_executor(pool, _refresh_range_in_process, db.url, as_of, lo, hi, page_size)
             for lo, hi in ranges
         ]
         pending = asyncio.gather(*futures)
         while not pending.done():
             await asyncio.sleep(0.2)
-            while not done_pages.empty():
-                count = done_pages.get_nowait()
-                if progress is not None:
-                    progress(count)
+            _drain(done_pages, progress)
+        _drain(done_pages, progress)
         for part in await pending:
             report.persons += part.persons
             report.changes += part.changes
     return report
 
 
-def _refresh_range_in_process(
-    url: str, as_of: date, after: str, until: str | None, page_size: int, done_pages: Any
-) -> RefreshReport:
+def _drain(done_pages: Any, progress: Callable[[int], None] | None) -> None:
+    while True:
+        try:
+            count = done_pages.get_nowait()
+        except queue.Empty:
+            return
+        if progress is not None:
+            progress(count)
+
+
+_worker_progress: Any = None  # in a worker process: where its pages are reported
+
+
+def _progress_to(done_pages: Any) -> None:
+    """A worker process's initializer."""
+    global _worker_progress
+    _worker_progress = done_pages
+
+
+def _refresh_range_in_process(url: str, as_of: date, after: str, until: str | None, page_size: int) -> RefreshReport:
     """A worker process: its own engine, one range."""
+    done_pages = _worker_progress
 
     async def run() -> RefreshReport:
         db = Database(url)

@@ -33,8 +33,7 @@ class RecorderStopped(RuntimeError):
 
 class Recorder:
     def __init__(self, db: Database, *, max_batch: int = 500) -> None:
-        self.db = db
-        self.writer = raw_events.InboxWriter(db)
+        self.inbox = raw_events.InboxWriter(db)
         self.max_batch = max_batch
         self._queue: asyncio.Queue[tuple[NewRawEvent, asyncio.Future[Recorded]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
@@ -55,7 +54,7 @@ class Recorder:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
             self._writer = None
-        await self.writer.close()
+        await self.inbox.close()
 
     async def record(self, event: NewRawEvent) -> Recorded:
         """Return after the callback is committed (or was already there); raises if it could not
@@ -111,7 +110,7 @@ class Recorder:
         unique: dict[str, NewRawEvent] = {}
         for event, _future in batch:
             unique.setdefault(event.dedupe_key, event)
-        new_ids = await self.writer.write(list(unique.values()))
+        new_ids = await self.inbox.write(list(unique.values()))
         answered: set[str] = set()
         for event, future in batch:
             raw_id = new_ids.get(event.dedupe_key)

@@ -98,8 +98,9 @@ def serve(settings: Settings, *, role: str = "all", workers: int | None = None) 
             "(measured: worse than one process). QIANMIAN_SERVE_WORKERS=0 is the default on SQLite.",
             count,
         )
-    if edges > 1 and not split:
-        log.warning("QIANMIAN_SERVE_EDGES=%d needs worker processes (QIANMIAN_SERVE_WORKERS>0): one edge", edges)
+    if edges > 1 and not split:  # edges process nothing: with no worker, one process does all
+        if settings.serve_edges is not None:
+            log.warning("QIANMIAN_SERVE_EDGES=%d needs worker processes (QIANMIAN_SERVE_WORKERS>0): one edge", edges)
         edges = 1
     app = create_app(settings, role="edge" if split else "all")
     if role == "all" and count > 0:

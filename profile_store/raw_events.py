@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from profile_store.db import Database
@@ -68,39 +67,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _insert(session: AsyncSession) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(RAW)
-
-
-async def record_batch(session: AsyncSession, events: Sequence[NewRawEvent]) -> dict[str, int]:
-    """Insert callbacks not seen before, in one statement; returns dedupe_key → id of the NEW ones.
-
-    A dedupe key already stored (a Tencent retry, or another process got it first) is skipped by
-    the unique constraint, never by a read-then-write race.
-    """
-    if not events:
-        return {}
-    values = [
-        {
-            "dedupe_key": e.dedupe_key,
-            "channel": e.channel,
-            "account": e.account,
-            "body": e.body,
-            "received_at": e.received_at,
-            "status": PENDING,
-            "attempts": 0,
-        }
-        for e in events
-    ]
-    # One statement compiled once (SQLAlchemy's insertmanyvalues sends it as multi-row VALUES).
-    statement = (
-        _insert(session).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(RAW.c.id, RAW.c.dedupe_key)
-    )
-    result = await session.execute(statement, values)
-    return {key: int(row_id) for row_id, key in result.all()}
-
-
 class InboxWriter:
     """The edge's own connection for recording callbacks: one statement per group commit.
 
@@ -110,7 +76,7 @@ class InboxWriter:
     CPU, measured). Here the batch is ONE statement on a connection kept open, atomic by itself
     (autocommit): on PostgreSQL a prepared INSERT … SELECT FROM unnest(arrays) through asyncpg;
     on SQLite one multi-row INSERT in this process's turn at the write lock. Same rows, same
-    constraint (ON CONFLICT (dedupe_key) DO NOTHING) as `record_batch`. A failed statement drops
+    constraint: ON CONFLICT (dedupe_key) DO NOTHING, so a retry is never a second row. A failed statement drops
     the connection (the next batch opens a new one) and raises, so its requests fail and Tencent
     retries them.
     """
@@ -186,6 +152,15 @@ class InboxWriter:
         conn, self._conn, self._driver, self._prepared = self._conn, None, None, None
         if conn is not None:
             await conn.close()
+
+
+async def record_once(db: Database, events: Sequence[NewRawEvent]) -> dict[str, int]:
+    """Record callbacks outside the edge (tools, tests): one writer for one batch."""
+    writer = InboxWriter(db)
+    try:
+        return await writer.write(events)
+    finally:
+        await writer.close()
 
 
 def sqlite_utc(at: datetime) -> str:

@@ -374,15 +374,14 @@ async def test_handler_errors_retry_then_dead_letter(db: Database, db_url: str, 
 
     settings = _settings(db_url, sim)
     dispatcher = Dispatcher(db, [router], {"settings": settings}, max_attempts=3)
-    async with db.transaction() as session:
-        new = await raw_events.record_batch(
-            session,
-            [
-                raw_events.NewRawEvent(
-                    "k1", "wechat", kit.OA1, kit.oa_event("subscribe", "o1", 1_700_000_000), datetime.now(SHANGHAI)
-                )
-            ],
-        )
+    new = await raw_events.record_once(
+        db,
+        [
+            raw_events.NewRawEvent(
+                "k1", "wechat", kit.OA1, kit.oa_event("subscribe", "o1", 1_700_000_000), datetime.now(SHANGHAI)
+            )
+        ],
+    )
     raw_id = new["k1"]
     assert [await dispatcher.process(raw_id) for _ in range(3)] == ["failed", "failed", "dead"]
     assert len(calls) == 3
@@ -593,16 +592,16 @@ async def test_one_failing_callback_does_not_sink_its_batch(db: Database, db_url
     graph = IdentityGraph(PiiVault(TEST_SECRET))
     dispatcher = Dispatcher(db, [*default_routers(), picky], {"settings": settings, "graph": graph})
     t = 1_700_000_000
-    async with db.transaction() as session:
-        ids = await raw_events.record_batch(
-            session,
-            [
-                raw_events.NewRawEvent(
-                    f"k{o}", "wechat", kit.OA1, kit.oa_event("subscribe", o, t), datetime.now(SHANGHAI)
-                )
-                for o in ("oGood1", "oBad", "oGood2")
-            ],
-        )
+    ids = await raw_events.record_once(
+        db,
+        [
+            raw_events.NewRawEvent(
+                f"k{o}", "wechat", kit.OA1, kit.oa_event("subscribe", o, t), datetime.now(SHANGHAI)
+            )
+            for o in ("oGood1", "oBad", "oGood2")
+        ],
+    )
+    async with db.read() as session:
         raws = await raw_events.get_many(session, list(ids.values()))
     outcomes = await dispatcher.process_batch(raws)
     assert {key: outcomes[raw_id] for key, raw_id in ids.items()} == {

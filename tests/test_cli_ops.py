@@ -17,15 +17,15 @@ from tests.conftest import TEST_SECRET
 async def _seed(url: str) -> None:
     db = Database(url)
     try:
+        ids = await raw_events.record_once(
+            db,
+            [
+                raw_events.NewRawEvent(
+                    "wechat:gh:o1:event:LOCATION::1", "wechat", "wxoa", "<xml/>", datetime.now(UTC)
+                )
+            ],
+        )
         async with db.transaction() as session:
-            ids = await raw_events.record_batch(
-                session,
-                [
-                    raw_events.NewRawEvent(
-                        "wechat:gh:o1:event:LOCATION::1", "wechat", "wxoa", "<xml/>", datetime.now(UTC)
-                    )
-                ],
-            )
             await raw_events.mark_dead(session, ids["wechat:gh:o1:event:LOCATION::1"], "unhandled event LOCATION")
     finally:
         await db.dispose()

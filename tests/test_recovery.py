@@ -50,8 +50,7 @@ async def _scalar(db: Database, sql: str) -> Any:
 
 
 async def test_pending_callbacks_are_processed_at_startup(db: Database, db_url: str, aiohttp_client: Any) -> None:
-    async with db.transaction() as session:
-        await raw_events.record_batch(session, _pending(6))
+    await raw_events.record_once(db, _pending(6))
     async with TencentSimulator() as sim:  # followers it does not know: user/info answers at once
         settings = kit.make_settings(db_url, corp_id=sim.corp_id, secret=sim.corp_secret,
                                      agent_id=str(sim.agent_id), api_base=sim.base_url)
@@ -85,8 +84,7 @@ async def test_concurrent_sweepers_process_each_callback_once(db_url: str) -> No
 
     first, second = Database(db_url), Database(db_url)
     try:
-        async with first.transaction() as session:
-            await raw_events.record_batch(session, _pending(30))
+        await raw_events.record_once(first, _pending(30))
         sweepers = [Dispatcher(d, [counting_router()], {}) for d in (first, second)]
         results = await asyncio.gather(*(s.sweep() for s in sweepers))
         assert sum(r.get("done", 0) for r in results) == 30

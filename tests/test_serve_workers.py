@@ -268,8 +268,9 @@ async def test_two_edges_share_the_port_and_go_with_their_supervisor(
     db_url: str, procs: list[subprocess.Popen[bytes]]
 ) -> None:
     """QIANMIAN_SERVE_EDGES=2: a second edge process on the same port (SO_REUSEPORT) beside the
-    worker; callbacks spread over both are each recorded and processed once; the extra edge is
-    replaced when it dies, and stops by itself when the first edge is SIGKILLed."""
+    worker; callbacks sent to the shared port are each recorded and processed once (which edge
+    takes a connection is the kernel's choice, not asserted); the extra edge is replaced when it
+    dies, and stops by itself when the first edge is SIGKILLed."""
     db = Database(db_url)
     try:
         async with TencentSimulator() as sim:

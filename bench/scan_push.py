@@ -171,21 +171,26 @@ async def main() -> dict[str, Any]:
     parser.add_argument("--rate", type=float, default=20.0, help="scans per second, latency phase")
     parser.add_argument("--burst", type=float, default=50.0, help="scans per second, sustained phase")
     parser.add_argument("--data", default=None, help="where the generated retailer is kept between runs")
+    parser.add_argument("--sqlite-file", default=None,
+                        help="keep the SQLite store here; an existing one is reused without importing again")
     parser.add_argument("--workers", type=int, default=None,
                         help="serve's QIANMIAN_SERVE_WORKERS (0: one process; default: serve's own choice)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="qm-bench-push-"))
     data = Path(args.data or Path(tempfile.gettempdir()) / f"qm-bench-push-data-{args.customers}")
-    secret = secrets.token_urlsafe(32)
+    secret = os.environ.get("QIANMIAN_SECRET_KEY") or secrets.token_urlsafe(32)  # a kept store needs its key
     env = {**os.environ, "QIANMIAN_SECRET_KEY": secret}
+    reuse = False
     if args.database == "sqlite":
-        db_url = f"sqlite:///{work / 'push.db'}"
+        db_file = Path(args.sqlite_file) if args.sqlite_file else work / "push.db"
+        reuse = db_file.exists()
+        db_url = f"sqlite:///{db_file}"
     elif args.pg_url:
         db_url = await asyncio.to_thread(fresh_pg, args.pg_url, "qm_bench_push")
     else:
         return {"database": args.database, "skipped": "no --pg-url / QIANMIAN_BENCH_PG"}
-    import_seconds = await asyncio.to_thread(prepare, data, args.customers, db_url, env)
+    import_seconds = 0.0 if reuse else await asyncio.to_thread(prepare, data, args.customers, db_url, env)
     unionids, store, persons, staff = await members_with_unionid(db_url, args.scans * 2)
     print(f"{args.database}: {persons} persons imported in {import_seconds:.0f}s", file=sys.stderr)
 

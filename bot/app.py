@@ -88,7 +88,7 @@ def create_app(
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
     if not settings.secret_key:
         raise ValueError("QIANMIAN_SECRET_KEY is not set: personal data cannot be protected")
-    database = db or Database(settings.database_url)
+    database = db or Database(settings.database_url, slow_sql_ms=settings.slow_sql_ms)
     metrics = Metrics()
     graph = IdentityGraph(PiiVault(settings.secret_key), settings.identity_blocklist)
     recorder = Recorder(database)

@@ -55,7 +55,7 @@ def vault_or_fail(settings: Settings) -> PiiVault:
 
 async def open_database(settings: Settings) -> Database:
     """The profile store, migrated to the newest schema."""
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, slow_sql_ms=settings.slow_sql_ms)
     try:
         await db.migrate()
     except Exception as exc:

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     api_timeout_seconds: float = Field(5.0, alias="QIANMIAN_API_TIMEOUT")
     api_max_retries: int = Field(3, alias="QIANMIAN_API_MAX_RETRIES")
     log_level: str = Field("INFO", alias="QIANMIAN_LOG_LEVEL")
+    # Log every SQL statement slower than this many milliseconds (unset: none), to find what a
+    # slow callback or page is waiting for.
+    slow_sql_ms: float | None = Field(None, gt=0, alias="QIANMIAN_SLOW_SQL_MS")
     # The nightly full tag refresh (HH:MM business time; "off" disables it). A process that
     # starts after that time and finds today's refresh not done does it then.
     tags_refresh_at: str = Field("03:00", alias="QIANMIAN_TAGS_REFRESH_AT", pattern=r"^(off|([01]\d|2[0-3]):[0-5]\d)$")

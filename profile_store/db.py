@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -57,10 +58,24 @@ def _setup_sqlite(engine: AsyncEngine, *, writer: bool = True) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
 
+def _log_slow_statements(engine: AsyncEngine, slow_ms: float) -> None:
+    """Log each statement slower than `slow_ms` (QIANMIAN_SLOW_SQL_MS), with its time."""
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _started(conn: Any, _cursor: Any, _statement: str, _params: Any, _context: Any, _many: bool) -> None:
+        conn.info.setdefault("qm_started", []).append(time.perf_counter())
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def _finished(conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool) -> None:
+        ms = (time.perf_counter() - conn.info["qm_started"].pop()) * 1000
+        if ms >= slow_ms:
+            log.warning("slow SQL (%.1f ms): %s", ms, " ".join(statement.split())[:500])
+
+
 class Database:
     """Engine and session factory of one process; started and stopped by its owner."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, slow_sql_ms: float | None = None) -> None:
         self.url = async_url(url)
         kwargs: dict[str, Any] = {"echo": echo}
         if self.url.startswith("postgresql"):
@@ -76,6 +91,10 @@ class Database:
             self.read_engine = _create_async_engine(self.url, echo=echo)
             _setup_sqlite(self.read_engine, writer=False)
             self._readers = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        if slow_sql_ms is not None:
+            for engine in (self.engine, self.read_engine):
+                if engine is not None:
+                    _log_slow_statements(engine, slow_sql_ms)
 
     @property
     def is_sqlite(self) -> bool:

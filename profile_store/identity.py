@@ -81,6 +81,58 @@ class ResolveReport:
     persons: set[str] = field(default_factory=set)
 
 
+def link_key_of(stored: Iterable[tuple[str, str]]) -> str:
+    """The key of a set of stored identifiers (kind, value as stored): equal sets, equal keys."""
+    joined = "\n".join(sorted(f"{kind}\t{value}" for kind, value in set(stored)))
+    return hashlib.blake2b(joined.encode("utf-8"), digest_size=16).hexdigest()
+
+
+@dataclass
+class LinkPlan:
+    """What observing some sightings writes, worked out without the database: each link's
+    identifiers as stored (phones as keyed hash and sealed copy) and each row's link."""
+
+    links: dict[str, list[tuple[str, str, str | None]]] = field(default_factory=dict)  # key → (kind, value, sealed)
+    rows: list[tuple[str, str, str]] = field(default_factory=list)  # (source, source_key, link_key)
+
+    def key_of(self) -> dict[str, str]:
+        """source_key → link_key (one source per plan, as the importer makes them)."""
+        return {source_key: key for _source, source_key, key in self.rows}
+
+    def only(self, source_keys: Iterable[str]) -> LinkPlan:
+        """The part of the plan for these rows."""
+        wanted = set(source_keys)
+        rows = [row for row in self.rows if row[1] in wanted]
+        keys = {key for _s, _k, key in rows}
+        return LinkPlan({k: v for k, v in self.links.items() if k in keys}, rows)
+
+
+def plan_links(vault: PiiVault, sightings: Iterable[Sighting]) -> LinkPlan:
+    """The links of these sightings (rows without identifiers have none)."""
+    sealed_by_phone: dict[str, tuple[str, str]] = {}
+    plan = LinkPlan()
+    key_of: dict[tuple[Identifier, ...], str] = {}  # rows repeat identifier sets: hash each once
+    for sighting in sightings:
+        idents = tuple(sighting.identifiers)
+        if not idents:
+            continue
+        key = key_of.get(idents)
+        if key is None:
+            stored: list[tuple[str, str, str | None]] = []
+            for ident in idents:
+                if ident.kind == "phone":
+                    if ident.value not in sealed_by_phone:
+                        sealed_by_phone[ident.value] = (vault.lookup_hash(ident.value), vault.encrypt(ident.value))
+                    hashed, sealed = sealed_by_phone[ident.value]
+                    stored.append(("phone", hashed, sealed))
+                else:
+                    stored.append((ident.kind, ident.value, None))
+            key = key_of[idents] = link_key_of((kind, value) for kind, value, _ in stored)
+            plan.links.setdefault(key, stored)
+        plan.rows.append((sighting.source, sighting.source_key, key))
+    return plan
+
+
 def mint_person_id() -> str:
     """Time-ordered, unique across processes: the earlier minted sorts first."""
     return f"p{time.time_ns() // 1000:014x}{secrets.token_hex(3)}"
@@ -131,40 +183,21 @@ class IdentityGraph:
 
     # ------------------------------------------------------------------ observe
 
-    def link_key(self, stored: Iterable[tuple[str, str]]) -> str:
-        """The key of a set of stored identifiers: equal sets, equal keys."""
-        joined = "\n".join(sorted(f"{kind}\t{value}" for kind, value in set(stored)))
-        return hashlib.blake2b(joined.encode("utf-8"), digest_size=16).hexdigest()
+    def plan(self, sightings: Iterable[Sighting]) -> LinkPlan:
+        return plan_links(self.vault, sightings)
 
-    async def observe(self, session: AsyncSession, sightings: Sequence[Sighting]) -> None:
+    async def observe(
+        self, session: AsyncSession, sightings: Sequence[Sighting], *, plan: LinkPlan | None = None,
+        rows_keyed: bool = False,
+    ) -> None:
         """Record the links of accepted rows and tag each row with its `link_key`; new links (and
-        links a row newly points at) stay pending until `resolve`."""
+        links a row newly points at) stay pending until `resolve`. `plan`: the sightings' links
+        worked out beforehand (`plan_links`, e.g. in the importer's worker process);
+        `rows_keyed`: the rows were written with their `link_key` already (the importer)."""
         await self.lock(session)
-        sealed_by_phone: dict[str, tuple[str, str]] = {}
-        link_rows: dict[str, list[tuple[str, str, str | None]]] = {}
-        key_of: dict[tuple[Identifier, ...], str] = {}  # rows repeat identifier sets: hash each once
-        row_links: list[tuple[str, str, str]] = []
-        for sighting in sightings:
-            idents = tuple(sighting.identifiers)
-            if not idents:
-                continue
-            key = key_of.get(idents)
-            if key is None:
-                stored: list[tuple[str, str, str | None]] = []
-                for ident in idents:
-                    if ident.kind == "phone":
-                        if ident.value not in sealed_by_phone:
-                            sealed_by_phone[ident.value] = (
-                                self.vault.lookup_hash(ident.value),
-                                self.vault.encrypt(ident.value),
-                            )
-                        hashed, sealed = sealed_by_phone[ident.value]
-                        stored.append(("phone", hashed, sealed))
-                    else:
-                        stored.append((ident.kind, ident.value, None))
-                key = key_of[idents] = self.link_key((kind, value) for kind, value, _ in stored)
-                link_rows.setdefault(key, stored)
-            row_links.append((sighting.source, sighting.source_key, key))
+        if plan is None:
+            plan = self.plan(sightings)
+        link_rows, row_links = plan.links, plan.rows
         if not row_links:
             return
         await temp_table(session, "_qm_sight", "link_key TEXT, kind TEXT, value TEXT, sealed TEXT")
@@ -208,6 +241,8 @@ class IdentityGraph:
                 " WHERE link.link_key = s.link_key AND link.resolved = true"
             )
         )
+        if rows_keyed:
+            return
         # Point each row at its link (a row seen again with other identifiers moves to another).
         await temp_table(session, "_qm_row_link", "source TEXT, source_key TEXT, link_key TEXT")
         await stage(session, "_qm_row_link", ("source", "source_key", "link_key"), row_links)

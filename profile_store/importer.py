@@ -25,12 +25,12 @@ from queue import Empty
 from typing import Any, Literal, Protocol, TextIO, cast
 
 import pandas as pd
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from profile_store.bulk import dialect_of, stage, temp_table
 from profile_store.db import Database
-from profile_store.identity import ANALYZE_AFTER_ROWS, IdentityGraph, Sighting
+from profile_store.identity import ANALYZE_AFTER_ROWS, IdentityGraph, LinkPlan, Sighting, plan_links
 from profile_store.import_rules import (
     FILE_COLUMNS,
     IMPORT_ORDER,
@@ -196,6 +196,9 @@ class _Ready:
     columns: list[str]
     records: list[tuple[Any, ...]]
     sightings: dict[str, Sighting]
+    # The rows' links, worked out here: rows are written with their link_key (one write per
+    # row, not an insert and then an update), and observing them needs no hashing.
+    links: LinkPlan
 
 
 class _ChunkPreparer:
@@ -224,11 +227,15 @@ class _ChunkPreparer:
         line_no = self._line_numbers(chunk.frame["order_id"]) if name == "order_items" else None
         rows = self._prepare(name, checked.rows, line_no)
         target = _TARGETS[name]
+        sightings = _sightings(name, rows) if target.source else {}
+        links = plan_links(self.vault, sightings.values())
         columns = list(target.columns) + (["keep"] if name == "events" else [])
+        if target.source:
+            rows["link_key"] = rows[target.key[0]].map(links.key_of())
+            columns.append("link_key")
         staged = rows[columns].astype(object)
         staged = staged.where(staged.notna(), None)  # NULL, never a float NaN
         records = list(staged.itertuples(index=False, name=None)) if len(rows) else []
-        sightings = _sightings(name, rows) if target.source else {}
         return _Ready(
             read=len(chunk.frame) + len(chunk.unreadable),
             rejected=len(checked.rejected) + len(chunk.unreadable),
@@ -239,6 +246,7 @@ class _ChunkPreparer:
             columns=columns,
             records=records,
             sightings=sightings,
+            links=links,
         )
 
     def _prepare(self, name: str, rows: pd.DataFrame, line_no: pd.Series | None) -> pd.DataFrame:
@@ -511,13 +519,15 @@ class Importer:
         await temp_table(session, _stage_name(target), ", ".join(f"{c} TEXT" for c in ready.columns))
         await stage(session, _stage_name(target), ready.columns, ready.records)
         if name == "events":
-            counts, to_observe = await self._merge_events(session, target)
+            counts, to_observe = await self._merge_events(session, target, len(ready.records))
         else:
             counts, to_observe = await self._merge(session, target)
         if target.source:
             sightings = [ready.sightings[key] for key in to_observe]
             if sightings:
-                await self.graph.observe(session, sightings)
+                # The merge wrote every row with its link_key: only the links are left to record.
+                plan = ready.links.only(to_observe)
+                await self.graph.observe(session, sightings, plan=plan, rows_keyed=True)
             if self.resolve == "chunk":
                 await self.graph.resolve(session)
         return counts
@@ -557,13 +567,20 @@ class Importer:
 
         columns = list(target.columns)
         values = [_cast(dialect, f"s.{c}", target.columns[c]) for c in columns]
+        updated_columns = [c for c in target.columns if c not in target.key]
+        guarded = list(compared)
+        if target.source:  # the row's link: written with it, and rewritten when it differs
+            columns.append("link_key")
+            values.append("s.link_key")
+            updated_columns.append("link_key")
+            guarded.append("link_key")
         if target.table == "order_item":
             # Items of an order already attributed take its person now; resolve only revisits
             # items of orders whose person changes.
             columns.append("person_id")
             values.append("(SELECT o.person_id FROM orders o WHERE o.order_id = s.order_id)")
-        updates = ", ".join(f"{c} = excluded.{c}" for c in target.columns if c not in target.key)
-        guard = " OR ".join(_differs(dialect, f"{table}.{c}", f"excluded.{c}") for c in compared)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in updated_columns)
+        guard = " OR ".join(_differs(dialect, f"{table}.{c}", f"excluded.{c}") for c in guarded)
         await session.execute(
             text(
                 f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM {stg} s WHERE true"
@@ -573,35 +590,46 @@ class Importer:
         return (counts[0], counts[1], counts[2]), to_observe
 
     async def _merge_events(
-        self, session: AsyncSession, target: _Target
+        self, session: AsyncSession, target: _Target, staged: int
     ) -> tuple[tuple[int, int, int], list[str]]:
-        """Insert new facts (a known event_id or fact_key is the same fact: kept as it is)."""
+        """Insert new facts (a known event_id or fact_key is the same fact: kept as it is), each
+        with its link_key; say which rows to observe: the new ones, the duplicates of a fact
+        (their identifiers are still links, data.md §2) and known rows never observed."""
         dialect = dialect_of(session)
         stg = _stage_name(target)
-        classified = (
+        columns = list(target.columns)
+        values = [_cast(dialect, f"s.{c}", target.columns[c]) for c in columns]
+        inserted = (
             await session.execute(
                 text(
-                    "SELECT s.event_id, s.keep,"
-                    " CASE WHEN EXISTS (SELECT 1 FROM event e WHERE e.event_id = s.event_id)"
-                    "   OR EXISTS (SELECT 1 FROM event f WHERE f.fact_key = s.fact_key) THEN 1 ELSE 0 END,"
-                    " CASE WHEN NOT EXISTS (SELECT 1 FROM event g WHERE g.event_id = s.event_id"
-                    "   AND g.link_key IS NOT NULL) THEN 1 ELSE 0 END"
-                    f" FROM {stg} s"
+                    f"INSERT INTO event ({', '.join(columns)}, link_key, origin)"
+                    f" SELECT {', '.join(values)}, s.link_key, 'import' FROM {stg} s WHERE s.keep = '1'"
+                    " ON CONFLICT DO NOTHING RETURNING event_id"
+                )
+            )
+        ).scalars().all()
+        # Rows not inserted now whose event_id has no observed row: fact duplicates (no row of
+        # their own) and rows an earlier import wrote without a link (these take it now).
+        unobserved = (
+            await session.execute(
+                text(
+                    f"SELECT s.event_id, e.event_id, s.link_key FROM {stg} s"
+                    " LEFT JOIN event e ON e.event_id = s.event_id WHERE e.link_key IS NULL"
                 )
             )
         ).all()
-        new = sum(1 for _, keep, known, _ in classified if keep == "1" and not known)
-        to_observe = [key for key, _, _, unobserved in classified if unobserved]
-        columns = list(target.columns)
-        values = [_cast(dialect, f"s.{c}", target.columns[c]) for c in columns]
-        await session.execute(
-            text(
-                f"INSERT INTO event ({', '.join(columns)}, origin)"
-                f" SELECT {', '.join(values)}, 'import' FROM {stg} s WHERE s.keep = '1'"
-                " ON CONFLICT DO NOTHING"
+        unkeyed = [event_id for event_id, existing, key in unobserved if existing is not None and key is not None]
+        if unkeyed:
+            await session.execute(
+                text(
+                    f"UPDATE event SET link_key = (SELECT s.link_key FROM {stg} s WHERE s.event_id = event.event_id)"
+                    " WHERE event_id IN :ids"
+                ).bindparams(bindparam("ids", expanding=True)),
+                {"ids": unkeyed},
             )
-        )
-        return (new, 0, len(classified) - new), to_observe
+        new = len(inserted)
+        return (new, 0, staged - new), [*inserted, *(event_id for event_id, _existing, _key in unobserved)]
+
 
 def _files_in(directory: Path) -> list[tuple[str, Path, int]]:
     """The import files present, in import order: (name, path, size in bytes)."""

@@ -381,6 +381,27 @@ async def test_changed_rows_are_updated(db: Database, tmp_path: Path) -> None:
     assert await count(db, "SELECT COUNT(*) FROM orders WHERE person_id IS NULL") == 0
 
 
+async def test_rows_without_their_link_take_it_on_the_next_import(db: Database, tmp_path: Path) -> None:
+    """Rows are written with their link_key; a row that has none (written before links existed,
+    or by hand) gets it, and its person, when the same file comes again, unchanged."""
+    await db.migrate()
+    data = tmp_path / "data"
+    write(data, "events.csv", EVENT_HEADER, "E1,follow,2025-03-01 10:00:00,oa,wx1,oA1,oU1,,,,,,,store_S1,,,,,")
+    write(data, "orders.csv", ORDER_HEADER, "O1,pos,S1,2025-03-01 10:00:00,99.90,120.00,,paid,M1,,oU1,")
+    await import_dir(db, data, VAULT, rejects_path=tmp_path / "r.csv")
+    person = await count(db, "SELECT COUNT(DISTINCT person_id) FROM event")
+    assert person == 1 and await count(db, "SELECT COUNT(*) FROM event WHERE link_key IS NULL") == 0
+    async with db.transaction() as session:
+        for table in ("event", "orders"):
+            await session.execute(text(f"UPDATE {table} SET link_key = NULL, person_id = NULL"))
+    report = await import_dir(db, data, VAULT, rejects_path=tmp_path / "r.csv")
+    assert [(f.imported, f.updated) for f in report.files] == [(0, 0), (0, 0)]
+    for table in ("event", "orders"):
+        assert await count(db, f"SELECT COUNT(*) FROM {table} WHERE link_key IS NULL OR person_id IS NULL") == 0
+    both = "SELECT person_id FROM event UNION ALL SELECT person_id FROM orders"
+    assert await count(db, f"SELECT COUNT(DISTINCT person_id) FROM ({both}) x") == 1
+
+
 async def test_items_keep_their_line_numbers_across_chunks(db: Database, tmp_path: Path) -> None:
     await db.migrate()
     data = tmp_path / "data"

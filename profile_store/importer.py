@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import functools
 import json
 import logging
 import multiprocessing
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -336,6 +337,7 @@ def _sightings(name: str, rows: pd.DataFrame) -> dict[str, Sighting]:
 # that would otherwise take turns on one core (the GIL) with this process's database work. Small
 # files stay in a thread, where starting a process would cost more than it saves.
 WORKER_PROCESS_BYTES = 8 * 1024 * 1024
+QUEUED_CHUNKS = 8
 
 
 @asynccontextmanager
@@ -347,7 +349,9 @@ async def _prepared_chunks(
         yield _thread_chunks(preparer, path)
         return
     context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
-    queue = context.Queue(maxsize=2)
+    # Room for the chunks it prepares while the previous file's links are resolved (see
+    # `Importer.run`); a chunk waiting here is ~10 MB.
+    queue = context.Queue(maxsize=QUEUED_CHUNKS)
     worker = context.Process(
         target=_prepare_in_worker, args=(preparer, path, queue), name=f"qianmian-import-{path.name}", daemon=True
     )
@@ -447,8 +451,26 @@ class Importer:
         with rejects.open("w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(REJECTS_HEADER)
-            for name, path, size in present:
-                report.files.append(await self._import_file(path, name, size, writer, handle))
+            async with contextlib.AsyncExitStack() as workers:
+
+                async def open_file(index: int) -> AsyncIterator[_Ready] | None:
+                    if index >= len(present):
+                        return None
+                    name, path, size = present[index]
+                    preparer = _ChunkPreparer(name, self.tz, self.vault, self._member_seq_base, self.chunk_rows)
+                    return await workers.enter_async_context(
+                        _prepared_chunks(preparer, path, worker_process=size >= WORKER_PROCESS_BYTES)
+                    )
+
+                chunks = await open_file(0)
+                for index, (name, path, size) in enumerate(present):
+                    assert chunks is not None
+                    # The next file is read and checked (in its worker process) while this
+                    # one's links are resolved, which keeps the other core busy meanwhile.
+                    file_report, chunks = await self._import_file(
+                        path, name, size, chunks, writer, handle, functools.partial(open_file, index + 1)
+                    )
+                    report.files.append(file_report)
         # Observations a resolve has not reached yet (deferred mode, or an earlier killed run).
         async with self.db.transaction() as session:
             await self.graph.resolve(session)
@@ -478,26 +500,36 @@ class Importer:
 
     # ------------------------------------------------------------------ one file
 
-    async def _import_file(self, path: Path, name: str, size: int, writer: Any, handle: TextIO) -> FileReport:
+    async def _import_file(
+        self,
+        path: Path,
+        name: str,
+        size: int,
+        chunks: AsyncIterator[_Ready],
+        writer: Any,
+        handle: TextIO,
+        open_next: Callable[[], Awaitable[AsyncIterator[_Ready] | None]],
+    ) -> tuple[FileReport, AsyncIterator[_Ready] | None]:
+        """Import one file's prepared chunks; returns its report and the next file's chunks
+        (opened before this file's resolve)."""
         file_report = FileReport(file=path.name)
         self.progress.start(path.name, size)
-        preparer = _ChunkPreparer(name, self.tz, self.vault, self._member_seq_base, self.chunk_rows)
-        async with _prepared_chunks(preparer, path, worker_process=size >= WORKER_PROCESS_BYTES) as chunks:
-            async for ready in chunks:
-                file_report.missing_columns = ready.missing_columns
-                file_report.read += ready.read
-                file_report.rejected += ready.rejected
-                file_report.warnings += ready.warnings
-                for line, level, reason, raw in ready.reject_lines:
-                    writer.writerow((path.name, line, level, reason, raw))
-                handle.flush()
-                if ready.records:
-                    async with self.db.transaction() as session:
-                        new, updated, unchanged = await self._load(session, name, ready)
-                    file_report.imported += new
-                    file_report.updated += updated
-                    file_report.unchanged += unchanged
-                self.progress.update(path.name, ready.bytes_read)
+        async for ready in chunks:
+            file_report.missing_columns = ready.missing_columns
+            file_report.read += ready.read
+            file_report.rejected += ready.rejected
+            file_report.warnings += ready.warnings
+            for line, level, reason, raw in ready.reject_lines:
+                writer.writerow((path.name, line, level, reason, raw))
+            handle.flush()
+            if ready.records:
+                async with self.db.transaction() as session:
+                    new, updated, unchanged = await self._load(session, name, ready)
+                file_report.imported += new
+                file_report.updated += updated
+                file_report.unchanged += unchanged
+            self.progress.update(path.name, ready.bytes_read)
+        upcoming = await open_next()
         if self.resolve == "file" and _TARGETS[name].source:
             async with self.db.transaction() as session:
                 await self.graph.resolve(session)
@@ -506,7 +538,7 @@ class Importer:
             # autovacuum may not have looked at a table that grew this much within minutes.
             async with self.db.transaction() as session:
                 await session.execute(text(f"ANALYZE {_TARGETS[name].table}"))
-        return file_report
+        return file_report, upcoming
 
     # ------------------------------------------------------------------ one chunk
 

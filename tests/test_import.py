@@ -194,6 +194,31 @@ async def test_files_prepared_in_a_worker_process_import_the_same(
     assert sum(r.rejected for r in first.files) == 8  # the sample's bad rows
 
 
+async def test_a_failing_import_leaves_no_worker_behind(
+    db: Database, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next file's worker starts before this file's links are resolved; when the import
+    fails there, it is stopped with the rest."""
+    import multiprocessing
+
+    await db.migrate()
+    monkeypatch.setattr(importer, "WORKER_PROCESS_BYTES", 0)
+    resolve = importer.IdentityGraph.resolve
+    calls = 0
+
+    async def failing_resolve(self: importer.IdentityGraph, session: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # orders.csv's resolve, with order_items.csv's worker already started
+            raise RuntimeError("database went away")
+        return await resolve(self, session)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importer.IdentityGraph, "resolve", failing_resolve)
+    with pytest.raises(RuntimeError, match="went away"):
+        await import_dir(db, sample_dir, VAULT)
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("qianmian-import-")]
+
+
 async def test_money_is_exact_fen(db: Database, sample_dir: Path) -> None:
     await db.migrate()
     await import_dir(db, sample_dir, VAULT)

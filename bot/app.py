@@ -12,6 +12,10 @@ the default "all", everything in one process):
   processed or sent here (the dispatcher is not inline, no sweeper, sender or scheduler).
 - "worker": no HTTP traffic. Processes the callbacks edges recorded (`Dispatcher.run_worker`:
   polls the database, claims), sends the outbox, runs the scheduled jobs.
+- "sender": no HTTP traffic, no processing: sends the outbox (polling the database for rows
+  another process committed) and campaigns, runs the scheduled jobs. Beside an "all" process
+  made with `sends=False` (SQLite's default `serve`), so answering and processing have one
+  core and reading portraits and talking to Tencent the other.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ LINKS = web.AppKey("links", PortraitLinks)
 OUTBOX = web.AppKey("outbox", OutboxSender)
 CAMPAIGNS = web.AppKey("campaigns", CampaignSender)
 ROLE = web.AppKey("role", str)
-ROLES = ("all", "edge", "worker")
+ROLES = ("all", "edge", "worker", "sender")
 
 
 def default_routers() -> list[Router]:
@@ -80,10 +84,12 @@ def create_app(
     sweep_interval: float = 30.0,
     sweep_grace: timedelta = timedelta(seconds=30),
     role: str = "all",
+    sends: bool = True,
 ) -> web.Application:
     """The bot. `db`, `wecom` (a WeComClient) and `wechat` (appid → OfficialAccountClient) may be
     given (tests, demo); otherwise they are made from `settings` and closed on shutdown. `role`:
-    "all" (one process does everything), "edge" or "worker" (see the module's docstring)."""
+    "all" (one process does everything), "edge", "worker" or "sender" (see the module's
+    docstring). `sends=False`: this process sends nothing (a "sender" process does)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
     if not settings.secret_key:
@@ -115,6 +121,11 @@ def create_app(
         # takes: processing and sending yield to callbacks being recorded, as in one process.
         yield_to = dispatcher.edge_quiet if database.is_sqlite else None
         dispatcher.yield_to = sender.yield_to = yield_to
+    elif role == "sender":
+        # Rows are committed by other processes: nothing wakes this sender, it looks (a read,
+        # taking no write lock) as often as workers look for callbacks.
+        sender.yield_to = None
+        sender.poll(settings.worker_poll_seconds)
     dispatcher.after_commit.append(sender.wake)
     services["sender"] = sender
     # Marketing messages (campaigns and journeys) from their own outbox, `campaign_target`; its
@@ -157,7 +168,7 @@ def create_app(
             services["wecom"] = _wecom_client(http, database, settings)
         if wechat is None:
             services["wechat"] = _wechat_clients(http, database, settings)
-        if role != "worker":
+        if role in ("all", "edge"):
             await recorder.start()
         sweeper: asyncio.Task[None] | None = None
         catch_up: asyncio.Task[Any] | None = None
@@ -172,7 +183,7 @@ def create_app(
                 ),
                 name="callback-worker",
             )
-        if role != "edge":
+        if role in ("worker", "sender") or (role == "all" and sends):
             sender.start()
             campaigns.wecom, campaigns.oa = services.get("wecom"), services.get("wechat") or {}
             campaigns.sms = SimulatorSms(http, settings.sms_base) if settings.sms_base else None

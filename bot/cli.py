@@ -203,7 +203,7 @@ def serve_command(
         typer.Option(
             "--role",
             help="all: the HTTP edge here plus worker processes; edge: only record and answer; "
-            "worker: only process and send (no HTTP).",
+            "worker: only process and send (no HTTP); sender: only send (no HTTP, no processing).",
         ),
     ] = "all",
     workers: Annotated[

@@ -99,6 +99,8 @@ class OutboxSender:
         self.yield_to = yield_to
         self.max_defer = max_defer
         self._limit = asyncio.Semaphore(concurrency)
+        self._interval = settings.outbox_interval_seconds
+        self._peek = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._portraits: dict[str, asyncio.Future[tuple[str, Portrait]]] = {}
@@ -115,6 +117,12 @@ class OutboxSender:
     def wake(self) -> None:
         """New rows were committed: look now rather than at the next interval."""
         self._wake.set()
+
+    def poll(self, interval: float) -> None:
+        """Look every `interval` seconds, first with a read (no write lock while nothing is
+        due): for a process whose rows are committed by others, which cannot wake it."""
+        self._interval = interval
+        self._peek = True
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-sender")
@@ -146,7 +154,7 @@ class OutboxSender:
             if sent:
                 continue  # more may be due
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.outbox_interval_seconds)
+                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
             except TimeoutError:
                 pass
 
@@ -155,6 +163,10 @@ class OutboxSender:
 
         The rows' outcomes are written together in one short transaction at the end: on SQLite
         every write waits for the one writer, and callbacks are waiting to be recorded too."""
+        if self._peek:
+            async with self.db.read() as session:
+                if not await outbox.any_due(session):
+                    return 0
         async with self.db.transaction() as session:
             due = await outbox.claim_due(session, self.batch)
         if not due:

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     # HTTP edge processes sharing the port (SO_REUSEPORT); unset: one per core (at most 4) on
     # PostgreSQL, 1 on SQLite. More than one needs worker processes (the edges process nothing).
     serve_edges: int | None = Field(None, ge=1, le=64, alias="QIANMIAN_SERVE_EDGES")
+    # A process of its own for sending (portraits, welcomes, campaigns, scheduled jobs) when
+    # `serve` runs no worker processes; unset: yes on SQLite (the one process would otherwise
+    # answer, process and send on one core), no on PostgreSQL (its workers send).
+    serve_sender: bool | None = Field(None, alias="QIANMIAN_SERVE_SENDER")
     # Campaigns and journeys (issue 6): at most CAP_MESSAGES marketing messages per person within
     # any CAP_DAYS days, across all campaigns and journeys; no sends in the quiet hours (local
     # time, "HH:MM-HH:MM", start included, end excluded; a send inside them waits for the end).
@@ -142,7 +146,7 @@ class Settings(BaseSettings):
         """T by default: today in the business time zone."""
         return datetime.now(ZoneInfo(self.tz)).date()
 
-    @field_validator("serve_workers", "serve_edges", mode="before")
+    @field_validator("serve_workers", "serve_edges", "serve_sender", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -190,6 +194,15 @@ class Settings(BaseSettings):
         if self.serve_workers is not None:
             return self.serve_workers
         return 0 if self.database_url.startswith("sqlite") else 1
+
+    def sender_for_serve(self) -> bool:
+        """QIANMIAN_SERVE_SENDER, or when unset: on SQLite. Only without worker processes (they
+        send themselves)."""
+        if self.workers_for_serve() > 0:
+            return False
+        if self.serve_sender is not None:
+            return self.serve_sender
+        return self.database_url.startswith("sqlite")
 
     def edges_for_serve(self) -> int:
         """QIANMIAN_SERVE_EDGES, or when unset: one per core (at most 4) on PostgreSQL, 1 on SQLite

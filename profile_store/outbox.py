@@ -72,6 +72,17 @@ async def enqueue(
     return bool(getattr(result, "rowcount", 0))
 
 
+async def any_due(session: AsyncSession, *, now: datetime | None = None) -> bool:
+    """Whether a row is due now (a read: the claim that follows is the write)."""
+    row = await session.execute(
+        text("SELECT 1 FROM outbox WHERE status = :pending AND next_attempt_at <= :now LIMIT 1").bindparams(
+            bindparam("now", type_=_AT)
+        ),
+        {"pending": PENDING, "now": now or datetime.now(UTC)},
+    )
+    return row.first() is not None
+
+
 async def claim_due(session: AsyncSession, limit: int, *, now: datetime | None = None) -> list[OutboxItem]:
     """Pending rows whose time has come, oldest first, leased for LEASE_SECONDS."""
     now = now or datetime.now(UTC)

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -56,6 +57,14 @@ def _env(db_url: str, sim: TencentSimulator, port: int, **extra: str) -> dict[st
         "QIANMIAN_SERVE_EDGES": "1",  # the default on PostgreSQL is one per core
         **extra,
     }
+
+
+def _driver(port: int, sim: TencentSimulator) -> CallbackDriver:
+    """Tencent's side of the callbacks, aimed at the serve on `port`."""
+    return CallbackDriver(
+        f"http://127.0.0.1:{port}", corp_id=sim.corp_id, agent_id=str(sim.agent_id),
+        wecom_token=kit.WECOM_TOKEN, wecom_aes_key=kit.WECOM_AES, sim=sim,
+    )
 
 
 def _start(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
@@ -180,10 +189,7 @@ async def test_edge_and_supervised_worker_process_each_callback_once(
             await _ready(port)
             workers = _children(edge.pid)
             assert len(workers) == 1, workers
-            driver = CallbackDriver(
-                f"http://127.0.0.1:{port}", corp_id=sim.corp_id, agent_id=str(sim.agent_id),
-                wecom_token=kit.WECOM_TOKEN, wecom_aes_key=kit.WECOM_AES, sim=sim,
-            )
+            driver = _driver(port, sim)
             first = [f"wmfirst{i:04d}" for i in range(20)]
             second = [f"wmsecond{i:04d}" for i in range(120)]
             async with driver:
@@ -222,10 +228,7 @@ async def test_separate_edge_and_worker_roles_survive_a_killed_worker(
             await _ready(port)
             assert _children(edge.pid) == []
             externals = [f"wmsplit{i:04d}" for i in range(150)]
-            driver = CallbackDriver(
-                f"http://127.0.0.1:{port}", corp_id=sim.corp_id, agent_id=str(sim.agent_id),
-                wecom_token=kit.WECOM_TOKEN, wecom_aes_key=kit.WECOM_AES, sim=sim,
-            )
+            driver = _driver(port, sim)
             async with driver:
                 await _send(driver, externals)
             assert await _counts(db) == {"pending": len(externals)}, "the edge records and answers only"
@@ -282,10 +285,7 @@ async def test_two_edges_share_the_port_and_go_with_their_supervisor(
             assert len(children) == 2, children  # one worker, one extra edge
             extra = [pid for pid in children if "edge" in Path(f"/proc/{pid}/cmdline").read_text()]
             assert len(extra) == 1, children
-            driver = CallbackDriver(
-                f"http://127.0.0.1:{port}", corp_id=sim.corp_id, agent_id=str(sim.agent_id),
-                wecom_token=kit.WECOM_TOKEN, wecom_aes_key=kit.WECOM_AES, sim=sim,
-            )
+            driver = _driver(port, sim)
             externals = [f"wmedges{i:04d}" for i in range(120)]
             async with driver:
                 await _send(driver, externals)
@@ -304,3 +304,67 @@ async def test_two_edges_share_the_port_and_go_with_their_supervisor(
             assert await _gone(replaced), "the extra edge and the worker stop once their edge is gone"
     finally:
         await db.dispose()
+
+
+async def test_a_sender_process_sends_what_the_one_process_bot_commits(
+    db_url: str, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    """No workers, a sender process beside (SQLite's default): the edge answers and processes,
+    the sender finds the outbox rows it committed and sends each card and welcome once; a
+    sender killed with SIGKILL is started again and its successor sends what came after."""
+    db = Database(db_url)
+    try:
+        async with TencentSimulator() as sim:
+            port = _free_port()
+            edge = _start(_env(db_url, sim, port, QIANMIAN_SERVE_WORKERS="0", QIANMIAN_SERVE_SENDER="true"))
+            procs.append(edge)
+            await _ready(port)
+            senders = _children(edge.pid)
+            assert len(senders) == 1, senders
+            for i in range(5):
+                sim.add_staff(f"guide{i}")
+            driver = _driver(port, sim)
+            first = [f"wmsend{i:04d}" for i in range(30)]
+            later = [f"wmlater{i:04d}" for i in range(10)]
+            async with driver:
+                await _send(driver, first)
+                await _settled(db, len(first))
+                await _all_sent(db, 2 * len(first))
+                os.kill(senders[0], signal.SIGKILL)
+                successor = await _replaced(edge.pid, senders)
+                assert len(successor) == 1 and successor != senders, "the dead sender was replaced"
+                await _send(driver, later)
+                await _settled(db, len(first) + len(later))
+                await _all_sent(db, 2 * (len(first) + len(later)))
+            await _assert_exactly_once(db, first + later)
+            cards = [c for c in sim.calls("/cgi-bin/message/send") if isinstance(c.body, dict)]
+            assert len(cards) == len(first) + len(later), "one card per scan"
+            assert len(sim.calls("/cgi-bin/externalcontact/send_welcome_msg")) == len(first) + len(later)
+            assert _stop(edge) == 0
+            assert not Path(f"/proc/{successor[0]}").exists(), "the edge stopped its sender"
+    finally:
+        await db.dispose()
+
+
+async def _all_sent(db: Database, expected: int, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        async with db.read() as session:
+            sent = int((await session.execute(text("SELECT COUNT(*) FROM outbox WHERE status = 'sent'"))).scalar_one())
+        if sent >= expected:
+            return
+        assert time.monotonic() < deadline, f"{sent} of {expected} outbox rows sent"
+        await asyncio.sleep(0.05)
+
+
+def test_who_sends_by_default() -> None:
+    from bot.settings import Settings
+
+    def settings(url: str, **env: Any) -> Settings:
+        return Settings(_env_file=None, DATABASE_URL=url, **env)  # type: ignore[call-arg]
+
+    assert settings("sqlite:///x.db").sender_for_serve() is True
+    assert settings("postgresql://h/db").sender_for_serve() is False  # its worker sends
+    assert settings("sqlite:///x.db", QIANMIAN_SERVE_SENDER="false").sender_for_serve() is False
+    assert settings("sqlite:///x.db", QIANMIAN_SERVE_WORKERS="1").sender_for_serve() is False
+    assert settings("postgresql://h/db", QIANMIAN_SERVE_WORKERS="0", QIANMIAN_SERVE_SENDER="true").sender_for_serve()

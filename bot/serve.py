@@ -4,8 +4,7 @@ On a small machine the HTTP edge and the processing must not share one event loo
 core): answering Tencent within its 5 s (and well under, for a burst) is the edge's only job.
 So by default `serve` runs the edge in this process and `QIANMIAN_SERVE_WORKERS` worker
 processes beside it (`python -m bot.serve worker`, supervised here; unset, one on PostgreSQL and
-none on SQLite, where the single write lock is better shared within one process: measured, a
-worker process beside the edge made SQLite's answers slower, not faster):
+none on SQLite, where one process answers and processes and a sender process sends, see below):
 
 - the edge verifies, records durably (group commit) and answers; it processes nothing;
 - a worker finds the recorded callbacks in the database, processes them (claims make several
@@ -96,13 +95,6 @@ def serve(settings: Settings, *, role: str = "all", workers: int | None = None) 
     edges = settings.edges_for_serve()
     if replica:
         count = 0
-    if count > 0 and role == "all" and settings.database_url.startswith("sqlite"):
-        log.warning(
-            "%d worker process(es) on SQLite: edge and workers then meet at SQLite's single write lock, "
-            "whose waiters are not served in order; under a flood of callbacks the answers slow down "
-            "(measured: worse than one process). QIANMIAN_SERVE_WORKERS=0 is the default on SQLite.",
-            count,
-        )
     if edges > 1 and not split:  # edges process nothing: with no worker, one process does all
         if settings.serve_edges is not None:
             log.warning("QIANMIAN_SERVE_EDGES=%d needs worker processes (QIANMIAN_SERVE_WORKERS>0): one edge", edges)

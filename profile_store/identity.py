@@ -183,20 +183,15 @@ class IdentityGraph:
 
     # ------------------------------------------------------------------ observe
 
-    def plan(self, sightings: Iterable[Sighting]) -> LinkPlan:
-        return plan_links(self.vault, sightings)
-
-    async def observe(
-        self, session: AsyncSession, sightings: Sequence[Sighting], *, plan: LinkPlan | None = None,
-        rows_keyed: bool = False,
-    ) -> None:
+    async def observe(self, session: AsyncSession, sightings: Sequence[Sighting]) -> None:
         """Record the links of accepted rows and tag each row with its `link_key`; new links (and
-        links a row newly points at) stay pending until `resolve`. `plan`: the sightings' links
-        worked out beforehand (`plan_links`, e.g. in the importer's worker process);
-        `rows_keyed`: the rows were written with their `link_key` already (the importer)."""
+        links a row newly points at) stay pending until `resolve`."""
+        await self.record_links(session, plan_links(self.vault, sightings))
+
+    async def record_links(self, session: AsyncSession, plan: LinkPlan, *, rows_keyed: bool = False) -> None:
+        """`observe` with the links worked out beforehand (`plan_links`: the importer does it in
+        its worker process). `rows_keyed`: the rows were written with their `link_key` already."""
         await self.lock(session)
-        if plan is None:
-            plan = self.plan(sightings)
         link_rows, row_links = plan.links, plan.rows
         if not row_links:
             return

@@ -196,7 +196,6 @@ class _Ready:
     reject_lines: list[tuple[int, str, str, str]]  # (line, level, reason, raw row), in line order
     columns: list[str]
     records: list[tuple[Any, ...]]
-    sightings: dict[str, Sighting]
     # The rows' links, worked out here: rows are written with their link_key (one write per
     # row, not an insert and then an update), and observing them needs no hashing.
     links: LinkPlan
@@ -246,7 +245,6 @@ class _ChunkPreparer:
             reject_lines=_reject_lines(chunk.frame, checked, chunk.unreadable),
             columns=columns,
             records=records,
-            sightings=sightings,
             links=links,
         )
 
@@ -555,11 +553,10 @@ class Importer:
         else:
             counts, to_observe = await self._merge(session, target)
         if target.source:
-            sightings = [ready.sightings[key] for key in to_observe]
-            if sightings:
-                # The merge wrote every row with its link_key: only the links are left to record.
-                plan = ready.links.only(to_observe)
-                await self.graph.observe(session, sightings, plan=plan, rows_keyed=True)
+            # The merge wrote every row with its link_key: only the links are left to record.
+            plan = ready.links.only(to_observe)
+            if plan.rows:
+                await self.graph.record_links(session, plan, rows_keyed=True)
             if self.resolve == "chunk":
                 await self.graph.resolve(session)
         return counts

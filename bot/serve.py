@@ -155,7 +155,7 @@ async def run_worker(settings: Settings, *, parent: int | None = None, role: str
             os.nice(settings.worker_nice)
     if parent is None:
         parent = _supervisor()
-    app = create_app(settings, role=role)
+    app = create_app(settings, role=role, beside_edge=parent > 1)
     runner = web.AppRunner(app, handle_signals=False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -36,7 +36,7 @@ from typing import NamedTuple
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from profile_store.bulk import analyze, dialect_of, rowcount, stage, temp_table
+from profile_store.bulk import analyze, dialect_of, fetch_rows, rowcount, stage, temp_table
 from profile_store.db import LOCK_IDENTITY, lock_for
 from profile_store.normalize import Identifier, normalize_phone
 from profile_store.pii import PiiVault
@@ -290,16 +290,12 @@ class IdentityGraph:
         #    identifier or one that just became shared (its links must let go of their person).
         #    An identifier shared before links nothing and opens no path: a store phone's
         #    thousands of links stay unread.
-        node_rows = (
-            await session.execute(
-                text(
-                    # CROSS JOIN (here and below): driven from the staged region, whatever
-                    # SQLite's planner guesses without statistics (it would scan the big table).
-                    "SELECT n.id, n.shared, n.person_id FROM _qm_region g"
-                    " CROSS JOIN identity_node n WHERE n.id = g.id"
-                )
-            )
-        ).all()
+        node_rows = await fetch_rows(
+            session,
+            # CROSS JOIN (here and below): driven from the staged region, whatever SQLite's
+            # planner guesses without statistics (it would scan the big table).
+            "SELECT n.id, n.shared, n.person_id FROM _qm_region g CROSS JOIN identity_node n WHERE n.id = g.id",
+        )
         shared: set[int] = {row[0] for row in node_rows if row[1]}
         await temp_table(session, "_qm_entry", "id BIGINT PRIMARY KEY")
         await stage(
@@ -309,16 +305,13 @@ class IdentityGraph:
         old_person: dict[int, str | None] = {row[0]: row[2] for row in node_rows}
         region: set[int] = set(old_person)
         report.region_nodes = len(region)
-        pair_rows = (
-            await session.execute(
-                text(
-                    "SELECT x.link_id, x.node_id, l.person_id, l.resolved"
-                    " FROM link_node x JOIN link l ON l.id = x.link_id"
-                    " WHERE x.link_id IN ("
-                    "   SELECT DISTINCT y.link_id FROM _qm_entry e CROSS JOIN link_node y WHERE y.node_id = e.id)"
-                )
-            )
-        ).all()
+        pair_rows = await fetch_rows(
+            session,
+            "SELECT x.link_id, x.node_id, l.person_id, l.resolved"
+            " FROM link_node x JOIN link l ON l.id = x.link_id"
+            " WHERE x.link_id IN ("
+            "   SELECT DISTINCT y.link_id FROM _qm_entry e CROSS JOIN link_node y WHERE y.node_id = e.id)",
+        )
 
         # 3. Components, leaving shared identifiers out.
         uf = _UnionFind()
@@ -412,14 +405,11 @@ class IdentityGraph:
         component_of: dict[int, int] = {n: root for root, nodes in components.items() for n in nodes}
         # Active persons are always anchored on one of their own identifiers, so every id that
         # can be affected has its anchor in the region.
-        rows = (
-            await session.execute(
-                text(
-                    "SELECT p.person_id, p.anchor_node_id, p.status FROM _qm_region g"
-                    " CROSS JOIN person p WHERE p.anchor_node_id = g.id"
-                )
-            )
-        ).all()
+        rows = await fetch_rows(
+            session,
+            "SELECT p.person_id, p.anchor_node_id, p.status FROM _qm_region g"
+            " CROSS JOIN person p WHERE p.anchor_node_id = g.id",
+        )
         status_before = {r[0]: r[2] for r in rows}
         anchor_of = {r[0]: r[1] for r in rows}
 

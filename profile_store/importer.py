@@ -1,11 +1,12 @@
 """`qianmian import DIR`: the CSV files of data.md §2 into the profile store.
 
 Every chunk of every file is one transaction: its rows are staged in a temporary table (COPY on
-PostgreSQL, one executemany on SQLite), merged with set-based `INSERT … SELECT … ON CONFLICT` and
-observed by the identity graph before the commit; the graph resolves the new links after each
-file (or each chunk, `resolve="chunk"`). A kill at any moment therefore leaves whole chunks only,
-each with its observations (links at worst pending, which the next import or `serve` start
-resolves), and running the import again completes it (every key is idempotent; data.md §2).
+PostgreSQL, one executemany on SQLite), observed by the identity graph, which resolves their
+links, and then merged with set-based `INSERT … SELECT … ON CONFLICT`, each row written once with
+its person (`resolve="file"` resolves after each file instead). A kill at any moment therefore
+leaves whole chunks only, each with its observations (links at worst pending, which the next
+import or `serve` start resolves), and running the import again completes it (every key is
+idempotent; data.md §2).
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import functools
 import json
 import logging
 import multiprocessing
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +29,7 @@ import pandas as pd
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from profile_store.bulk import dialect_of, stage, temp_table
+from profile_store.bulk import dialect_of, fetch_rows, rowcount, stage, temp_table
 from profile_store.db import Database
 from profile_store.identity import ANALYZE_AFTER_ROWS, IdentityGraph, LinkPlan, Sighting, plan_links
 from profile_store.import_rules import (
@@ -48,11 +48,16 @@ log = logging.getLogger(__name__)
 
 REJECTS_HEADER = ("file", "line", "level", "reason", "row")
 
-# When the identity graph resolves what a chunk observed. "chunk": in the chunk's own transaction
-# (every commit leaves rows fully attributed). "file": once after each file (links stay pending
-# in between, which any later import or `serve` start resolves): each row is written once instead
-# of once per chunk touching its person, the difference between minutes and seconds at 1 M rows.
+# When the identity graph resolves what a chunk observed. "chunk" (the default): in the chunk's
+# own transaction, before its rows are written, so they are written once with their persons and
+# every commit leaves rows fully attributed. "file": once after each file (links stay pending in
+# between, which any later import or `serve` start resolves); new rows are written without a
+# person and updated at the file's end, every index of the table twice. Measured at 1 M rows and
+# 50 k-row chunks: PostgreSQL 62 s per chunk, 76 s per file; SQLite 48 s and 46 s.
 ResolveMode = Literal["chunk", "file"]
+# Rows per chunk (one transaction, one resolve): per-chunk resolves cost less the fewer they are
+# (PostgreSQL at 1 M rows: 71 s at 20 k, 62 s at 50 k), a chunk waiting in memory ~25 MB.
+CHUNK_ROWS = 50_000
 
 
 # ---------------------------------------------------------------------------------- reports
@@ -335,27 +340,29 @@ def _sightings(name: str, rows: pd.DataFrame) -> dict[str, Sighting]:
 # that would otherwise take turns on one core (the GIL) with this process's database work. Small
 # files stay in a thread, where starting a process would cost more than it saves.
 WORKER_PROCESS_BYTES = 8 * 1024 * 1024
-QUEUED_CHUNKS = 8
+QUEUED_CHUNKS = 3
 
 
 @asynccontextmanager
-async def _prepared_chunks(
-    preparer: _ChunkPreparer, path: Path, *, worker_process: bool
-) -> AsyncIterator[AsyncIterator[_Ready]]:
-    """The file's prepared chunks, the next one prepared while the current one is written."""
-    if not worker_process:
-        yield _thread_chunks(preparer, path)
+async def _worker_files(
+    jobs: Sequence[tuple[_ChunkPreparer, Path]],
+) -> AsyncIterator[Callable[[], AsyncIterator[_Ready]]]:
+    """One worker process for the run's big files, started before the first file is imported:
+    it prepares them in order, each file's chunks followed by None, through one bounded queue.
+    So the next file's first chunks are ready when this file's last one is written, and only
+    one worker's chunks are ever in memory (measured at 1 M rows: a worker per file, started
+    as the previous file ended, kept the events waiting 5 s for their first chunk; started
+    earlier beside the orders' worker, the import peaked above 1 GiB). Yields a function that
+    gives the next file's chunks."""
+    if not jobs:
+        yield _no_more_files
         return
     context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
-    # Room for the chunks it prepares while the previous file's links are resolved (see
-    # `Importer.run`); a chunk waiting here is ~10 MB.
-    queue = context.Queue(maxsize=QUEUED_CHUNKS)
-    worker = context.Process(
-        target=_prepare_in_worker, args=(preparer, path, queue), name=f"qianmian-import-{path.name}", daemon=True
-    )
+    queue = context.Queue(maxsize=QUEUED_CHUNKS)  # a chunk waiting here is ~25 MB
+    worker = context.Process(target=_prepare_in_worker, args=(list(jobs), queue), name="qianmian-import", daemon=True)
     worker.start()
     try:
-        yield _queued_chunks(queue, worker)
+        yield lambda: _queued_chunks(queue, worker)
     finally:
         if worker.is_alive():
             worker.terminate()
@@ -363,13 +370,19 @@ async def _prepared_chunks(
         queue.close()
 
 
-def _prepare_in_worker(preparer: _ChunkPreparer, path: Path, out: Any) -> None:
-    """The worker process: prepares the file's chunks and hands them over one by one (the queue
-    is bounded, so at most a few chunks are in memory). Ends with None, or the exception."""
+def _no_more_files() -> AsyncIterator[_Ready]:
+    raise RuntimeError("no file is prepared in the worker process")
+
+
+def _prepare_in_worker(jobs: list[tuple[_ChunkPreparer, Path]], out: Any) -> None:
+    """The worker process: prepares each file's chunks and hands them over one by one (the
+    queue is bounded, so at most a few chunks are in memory), each file ending with None. An
+    exception is handed over instead, and ends the work."""
     try:
-        for ready in preparer.chunks(path):
-            out.put(ready)
-        out.put(None)
+        for preparer, path in jobs:
+            for ready in preparer.chunks(path):
+                out.put(ready)
+            out.put(None)
     except BaseException as exc:
         out.put(exc)
 
@@ -420,8 +433,8 @@ class Importer:
         graph: IdentityGraph,
         *,
         tz: str = "Asia/Shanghai",
-        chunk_rows: int = 20_000,
-        resolve: ResolveMode = "file",
+        chunk_rows: int = CHUNK_ROWS,
+        resolve: ResolveMode = "chunk",
         progress: Progress | None = None,
     ) -> None:
         self.db = db
@@ -449,26 +462,18 @@ class Importer:
         with rejects.open("w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(REJECTS_HEADER)
-            async with contextlib.AsyncExitStack() as workers:
-
-                async def open_file(index: int) -> AsyncIterator[_Ready] | None:
-                    if index >= len(present):
-                        return None
-                    name, path, size = present[index]
-                    preparer = _ChunkPreparer(name, self.tz, self.vault, self._member_seq_base, self.chunk_rows)
-                    return await workers.enter_async_context(
-                        _prepared_chunks(preparer, path, worker_process=size >= WORKER_PROCESS_BYTES)
-                    )
-
-                chunks = await open_file(0)
-                for index, (name, path, size) in enumerate(present):
-                    assert chunks is not None
-                    # The next file is read and checked (in its worker process) while this
-                    # one's links are resolved, which keeps the other core busy meanwhile.
-                    file_report, chunks = await self._import_file(
-                        path, name, size, chunks, writer, handle, functools.partial(open_file, index + 1)
-                    )
-                    report.files.append(file_report)
+            preparers = [
+                (name, path, size, _ChunkPreparer(name, self.tz, self.vault, self._member_seq_base, self.chunk_rows))
+                for name, path, size in present
+            ]
+            big = [(preparer, path) for _name, path, size, preparer in preparers if size >= WORKER_PROCESS_BYTES]
+            async with _worker_files(big) as next_from_worker:
+                for name, path, size, preparer in preparers:
+                    if size >= WORKER_PROCESS_BYTES:
+                        chunks = next_from_worker()
+                    else:
+                        chunks = _thread_chunks(preparer, path)
+                    report.files.append(await self._import_file(path, name, size, chunks, writer, handle))
         # Observations a resolve has not reached yet (deferred mode, or an earlier killed run).
         async with self.db.transaction() as session:
             await self.graph.resolve(session)
@@ -499,17 +504,9 @@ class Importer:
     # ------------------------------------------------------------------ one file
 
     async def _import_file(
-        self,
-        path: Path,
-        name: str,
-        size: int,
-        chunks: AsyncIterator[_Ready],
-        writer: Any,
-        handle: TextIO,
-        open_next: Callable[[], Awaitable[AsyncIterator[_Ready] | None]],
-    ) -> tuple[FileReport, AsyncIterator[_Ready] | None]:
-        """Import one file's prepared chunks; returns its report and the next file's chunks
-        (opened before this file's resolve)."""
+        self, path: Path, name: str, size: int, chunks: AsyncIterator[_Ready], writer: Any, handle: TextIO
+    ) -> FileReport:
+        """Import one file's prepared chunks."""
         file_report = FileReport(file=path.name)
         self.progress.start(path.name, size)
         async for ready in chunks:
@@ -527,7 +524,6 @@ class Importer:
                 file_report.updated += updated
                 file_report.unchanged += unchanged
             self.progress.update(path.name, ready.bytes_read)
-        upcoming = await open_next()
         if self.resolve == "file" and _TARGETS[name].source:
             async with self.db.transaction() as session:
                 await self.graph.resolve(session)
@@ -536,33 +532,43 @@ class Importer:
             # autovacuum may not have looked at a table that grew this much within minutes.
             async with self.db.transaction() as session:
                 await session.execute(text(f"ANALYZE {_TARGETS[name].table}"))
-        return file_report, upcoming
+        return file_report
 
     # ------------------------------------------------------------------ one chunk
 
     async def _load(self, session: AsyncSession, name: str, ready: _Ready) -> tuple[int, int, int]:
-        """Merge one chunk of accepted rows; returns (new, updated, unchanged)."""
+        """Merge one chunk of accepted rows; returns (new, updated, unchanged).
+
+        Person-attributed rows are observed before they are written: their links are recorded
+        (and, resolving per chunk, resolved) first, so each row is written once, with the person
+        of its link, instead of inserted and then updated (every index of the table twice)."""
         target = _TARGETS[name]
         if target.source:
             # Person-attributed rows: queue behind other identity writers before writing them.
             await self.graph.lock(session)
         await temp_table(session, _stage_name(target), ", ".join(f"{c} TEXT" for c in ready.columns))
-        await stage(session, _stage_name(target), ready.columns, ready.records)
+        # The stage is joined on its key and its link only: statistics for those.
+        joined = [*target.key, *(["link_key"] if target.source else [])]
+        await stage(session, _stage_name(target), ready.columns, ready.records, statistics=joined)
         if name == "events":
-            counts, to_observe = await self._merge_events(session, target, len(ready.records))
+            to_observe = await self._events_to_observe(session, target)
         else:
-            counts, to_observe = await self._merge(session, target)
+            counts, to_observe = await self._classify(session, target)
         if target.source:
-            # The merge wrote every row with its link_key: only the links are left to record.
             plan = ready.links.only(to_observe)
             if plan.rows:
+                # The rows are written below with their link_key: only the links to record.
                 await self.graph.record_links(session, plan, rows_keyed=True)
             if self.resolve == "chunk":
                 await self.graph.resolve(session)
+        if name == "events":
+            return await self._insert_events(session, target, len(ready.records))
+        await self._upsert(session, target)
         return counts
 
-    async def _merge(self, session: AsyncSession, target: _Target) -> tuple[tuple[int, int, int], list[str]]:
-        """Upsert staged rows; count new / updated / unchanged; say which rows to observe."""
+    async def _classify(self, session: AsyncSession, target: _Target) -> tuple[tuple[int, int, int], list[str]]:
+        """Count the staged rows new / updated / unchanged; say which rows to observe (new ones,
+        ones whose identifiers changed, ones never observed)."""
         dialect = dialect_of(session)
         table, stg = target.table, _stage_name(target)
         key_join = " AND ".join(f"t.{k} = {_cast(dialect, f's.{k}', target.columns[k])}" for k in target.key)
@@ -576,33 +582,38 @@ class Importer:
         # A row that was never observed has no link yet (a kill between the two cannot happen:
         # they share the transaction, but a row without identifiers never gets one).
         observation = "CASE WHEN t.link_key IS NULL THEN 1 ELSE 0 END" if target.source else "0"
-        classified = (
-            await session.execute(
-                text(
-                    f"SELECT s.{target.key[0]},"
-                    f" CASE WHEN t.{target.key[0]} IS NULL THEN 0 WHEN ({changed}) THEN 1 ELSE 2 END,"
-                    f" CASE WHEN t.{target.key[0]} IS NOT NULL AND ({identity_changed}) THEN 1 ELSE 0 END,"
-                    f" {observation}"
-                    f" FROM {stg} s LEFT JOIN {table} t ON {key_join}"
-                )
-            )
-        ).all()
+        classified = await fetch_rows(
+            session,
+            f"SELECT s.{target.key[0]},"
+            f" CASE WHEN t.{target.key[0]} IS NULL THEN 0 WHEN ({changed}) THEN 1 ELSE 2 END,"
+            f" CASE WHEN t.{target.key[0]} IS NOT NULL AND ({identity_changed}) THEN 1 ELSE 0 END,"
+            f" {observation}"
+            f" FROM {stg} s LEFT JOIN {table} t ON {key_join}",
+        )
         counts = [0, 0, 0]
         to_observe: list[str] = []
         for key, state, identity_moved, unobserved in classified:
             counts[state] += 1
             if target.source and (state == 0 or identity_moved or unobserved):
                 to_observe.append(key)
+        return (counts[0], counts[1], counts[2]), to_observe
 
+    async def _upsert(self, session: AsyncSession, target: _Target) -> None:
+        """Write the staged rows: new ones inserted, changed ones updated, the rest untouched."""
+        dialect = dialect_of(session)
+        table, stg = target.table, _stage_name(target)
+        compared = [c for c in target.columns if c not in target.key and c not in target.extra]
         columns = list(target.columns)
         values = [_cast(dialect, f"s.{c}", target.columns[c]) for c in columns]
         updated_columns = [c for c in target.columns if c not in target.key]
         guarded = list(compared)
-        if target.source:  # the row's link: written with it, and rewritten when it differs
-            columns.append("link_key")
-            values.append("s.link_key")
-            updated_columns.append("link_key")
-            guarded.append("link_key")
+        if target.source:
+            # The row's link, and the person its link has now: written with the row, rewritten
+            # when they differ (resolve rewrites the rows of links whose person changes later).
+            columns += ["link_key", "person_id"]
+            values += ["s.link_key", "(SELECT l.person_id FROM link l WHERE l.link_key = s.link_key)"]
+            updated_columns += ["link_key", "person_id"]
+            guarded += ["link_key", "person_id"]
         if target.table == "order_item":
             # Items of an order already attributed take its person now; resolve only revisits
             # items of orders whose person changes.
@@ -616,48 +627,55 @@ class Importer:
                 f" ON CONFLICT ({', '.join(target.key)}) DO UPDATE SET {updates} WHERE {guard}"
             )
         )
-        return (counts[0], counts[1], counts[2]), to_observe
 
-    async def _merge_events(
-        self, session: AsyncSession, target: _Target, staged: int
-    ) -> tuple[tuple[int, int, int], list[str]]:
+    async def _events_to_observe(self, session: AsyncSession, target: _Target) -> list[str]:
+        """The staged events whose event_id has no observed row yet: the new ones, the
+        duplicates of a fact (no row of their own; their identifiers are still links, data.md
+        §2) and rows an earlier import wrote without a link."""
+        stg = _stage_name(target)
+        rows = await fetch_rows(
+            session,
+            f"SELECT s.event_id FROM {stg} s LEFT JOIN event e ON e.event_id = s.event_id WHERE e.link_key IS NULL",
+        )
+        return [str(row[0]) for row in rows]
+
+    async def _insert_events(self, session: AsyncSession, target: _Target, staged: int) -> tuple[int, int, int]:
         """Insert new facts (a known event_id or fact_key is the same fact: kept as it is), each
-        with its link_key; say which rows to observe: the new ones, the duplicates of a fact
-        (their identifiers are still links, data.md §2) and known rows never observed."""
+        with its link_key and its link's person; known rows without a link take theirs (and its
+        person: resolving per chunk, their link was resolved above)."""
         dialect = dialect_of(session)
         stg = _stage_name(target)
         columns = list(target.columns)
         values = [_cast(dialect, f"s.{c}", target.columns[c]) for c in columns]
-        inserted = (
+        new = rowcount(
             await session.execute(
                 text(
-                    f"INSERT INTO event ({', '.join(columns)}, link_key, origin)"
-                    f" SELECT {', '.join(values)}, s.link_key, 'import' FROM {stg} s WHERE s.keep = '1'"
-                    " ON CONFLICT DO NOTHING RETURNING event_id"
+                    f"INSERT INTO event ({', '.join(columns)}, link_key, person_id, origin)"
+                    f" SELECT {', '.join(values)}, s.link_key,"
+                    " (SELECT l.person_id FROM link l WHERE l.link_key = s.link_key), 'import'"
+                    f" FROM {stg} s WHERE s.keep = '1' ON CONFLICT DO NOTHING"
+                )
+            )
+        )
+        unkeyed = (
+            await session.execute(
+                text(
+                    f"SELECT s.event_id FROM {stg} s JOIN event e ON e.event_id = s.event_id"
+                    " WHERE e.link_key IS NULL AND s.link_key IS NOT NULL"
                 )
             )
         ).scalars().all()
-        # Rows not inserted now whose event_id has no observed row: fact duplicates (no row of
-        # their own) and rows an earlier import wrote without a link (these take it now).
-        unobserved = (
-            await session.execute(
-                text(
-                    f"SELECT s.event_id, e.event_id, s.link_key FROM {stg} s"
-                    " LEFT JOIN event e ON e.event_id = s.event_id WHERE e.link_key IS NULL"
-                )
-            )
-        ).all()
-        unkeyed = [event_id for event_id, existing, key in unobserved if existing is not None and key is not None]
         if unkeyed:
             await session.execute(
                 text(
-                    f"UPDATE event SET link_key = (SELECT s.link_key FROM {stg} s WHERE s.event_id = event.event_id)"
+                    f"UPDATE event SET link_key = (SELECT s.link_key FROM {stg} s WHERE s.event_id = event.event_id),"
+                    " person_id = (SELECT l.person_id FROM link l"
+                    f"  JOIN {stg} s ON s.link_key = l.link_key WHERE s.event_id = event.event_id)"
                     " WHERE event_id IN :ids"
                 ).bindparams(bindparam("ids", expanding=True)),
-                {"ids": unkeyed},
+                {"ids": list(unkeyed)},
             )
-        new = len(inserted)
-        return (new, 0, staged - new), [*inserted, *(event_id for event_id, _existing, _key in unobserved)]
+        return (new, 0, staged - new)
 
 
 def _files_in(directory: Path) -> list[tuple[str, Path, int]]:
@@ -680,8 +698,8 @@ async def import_dir(
     graph: IdentityGraph | None = None,
     rejects_path: Path | None = None,
     tz: str = "Asia/Shanghai",
-    chunk_rows: int = 20_000,
-    resolve: ResolveMode = "file",
+    chunk_rows: int = CHUNK_ROWS,
+    resolve: ResolveMode = "chunk",
     progress: Progress | None = None,
 ) -> ImportReport:
     """Import every file of data.md §2 found in `directory` (see `Importer`)."""

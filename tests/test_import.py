@@ -197,8 +197,8 @@ async def test_files_prepared_in_a_worker_process_import_the_same(
 async def test_a_failing_import_leaves_no_worker_behind(
     db: Database, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The next file's worker starts before this file's links are resolved; when the import
-    fails there, it is stopped with the rest."""
+    """The worker process prepares the big files ahead of their import; when the import fails
+    in the middle of one (its worker busy with the next), it is stopped with the rest."""
     import multiprocessing
 
     await db.migrate()
@@ -209,14 +209,15 @@ async def test_a_failing_import_leaves_no_worker_behind(
     async def failing_resolve(self: importer.IdentityGraph, session: object) -> object:
         nonlocal calls
         calls += 1
-        if calls == 2:  # orders.csv's resolve, with order_items.csv's worker already started
+        if calls == 2:  # orders.csv's resolve, with order_items.csv being prepared
             raise RuntimeError("database went away")
         return await resolve(self, session)  # type: ignore[arg-type]
 
     monkeypatch.setattr(importer.IdentityGraph, "resolve", failing_resolve)
     with pytest.raises(RuntimeError, match="went away"):
         await import_dir(db, sample_dir, VAULT)
-    assert not [p for p in multiprocessing.active_children() if p.name.startswith("qianmian-import-")]
+    assert calls == 2
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("qianmian-import")]
 
 
 async def test_money_is_exact_fen(db: Database, sample_dir: Path) -> None:
@@ -406,25 +407,72 @@ async def test_changed_rows_are_updated(db: Database, tmp_path: Path) -> None:
     assert await count(db, "SELECT COUNT(*) FROM orders WHERE person_id IS NULL") == 0
 
 
-async def test_rows_without_their_link_take_it_on_the_next_import(db: Database, tmp_path: Path) -> None:
+@pytest.mark.parametrize("resolve", ["chunk", "file"])
+async def test_rows_without_their_link_take_it_on_the_next_import(
+    db: Database, tmp_path: Path, resolve: importer.ResolveMode
+) -> None:
     """Rows are written with their link_key; a row that has none (written before links existed,
     or by hand) gets it, and its person, when the same file comes again, unchanged."""
     await db.migrate()
     data = tmp_path / "data"
     write(data, "events.csv", EVENT_HEADER, "E1,follow,2025-03-01 10:00:00,oa,wx1,oA1,oU1,,,,,,,store_S1,,,,,")
     write(data, "orders.csv", ORDER_HEADER, "O1,pos,S1,2025-03-01 10:00:00,99.90,120.00,,paid,M1,,oU1,")
-    await import_dir(db, data, VAULT, rejects_path=tmp_path / "r.csv")
+    await import_dir(db, data, VAULT, rejects_path=tmp_path / "r.csv", resolve=resolve)
     person = await count(db, "SELECT COUNT(DISTINCT person_id) FROM event")
     assert person == 1 and await count(db, "SELECT COUNT(*) FROM event WHERE link_key IS NULL") == 0
     async with db.transaction() as session:
         for table in ("event", "orders"):
             await session.execute(text(f"UPDATE {table} SET link_key = NULL, person_id = NULL"))
-    report = await import_dir(db, data, VAULT, rejects_path=tmp_path / "r.csv")
+    report = await import_dir(db, data, VAULT, rejects_path=tmp_path / "r.csv", resolve=resolve)
     assert [(f.imported, f.updated) for f in report.files] == [(0, 0), (0, 0)]
     for table in ("event", "orders"):
         assert await count(db, f"SELECT COUNT(*) FROM {table} WHERE link_key IS NULL OR person_id IS NULL") == 0
     both = "SELECT person_id FROM event UNION ALL SELECT person_id FROM orders"
     assert await count(db, f"SELECT COUNT(DISTINCT person_id) FROM ({both}) x") == 1
+
+
+_COUNT_UPDATES = {
+    "sqlite": [
+        "CREATE TABLE updates_seen (tbl TEXT)",
+        *(f"CREATE TRIGGER {t}_updated AFTER UPDATE ON {t} BEGIN INSERT INTO updates_seen VALUES ('{t}'); END"
+          for t in ("event", "orders")),
+    ],
+    "postgresql": [
+        "CREATE TABLE updates_seen (tbl TEXT)",
+        "CREATE FUNCTION note_update() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN INSERT INTO updates_seen VALUES (TG_TABLE_NAME); RETURN NEW; END $$",
+        *(f"CREATE TRIGGER {t}_updated AFTER UPDATE ON {t} FOR EACH ROW EXECUTE FUNCTION note_update()"
+          for t in ("event", "orders")),
+    ],
+}
+
+
+@pytest.mark.parametrize("resolve", ["chunk", "file"])
+async def test_rows_are_written_once_with_their_person(
+    db: Database, sample_dir: Path, tmp_path: Path, resolve: importer.ResolveMode
+) -> None:
+    """Resolving per chunk, links are resolved before the chunk's rows are written: a new event
+    is inserted with its person and never updated (per file, it is inserted without one and
+    updated at the file's end). Either way every row ends with its link's person."""
+    await db.migrate()
+    async with db.transaction() as session:
+        for statement in _COUNT_UPDATES["postgresql" if db.is_postgres else "sqlite"]:
+            await session.execute(text(statement))
+    await import_dir(db, sample_dir, VAULT, rejects_path=tmp_path / "r.csv", resolve=resolve)
+    event_updates = await count(db, "SELECT COUNT(*) FROM updates_seen WHERE tbl = 'event'")
+    if resolve == "chunk":
+        assert event_updates == 0
+    else:
+        assert event_updates > 0
+    for table in ("event", "orders"):
+        wrong = (
+            f"SELECT COUNT(*) FROM {table} t LEFT JOIN link l ON l.link_key = t.link_key"
+            # (a link of shared identifiers only has no person, nor have its rows)
+            " WHERE t.link_key IS NOT NULL AND (l.link_key IS NULL"
+            " OR COALESCE(t.person_id, '') <> COALESCE(l.person_id, ''))"
+        )
+        assert await count(db, wrong) == 0, table
+    assert await count(db, "SELECT COUNT(*) FROM event WHERE person_id IS NOT NULL") > 0
 
 
 async def test_items_keep_their_line_numbers_across_chunks(db: Database, tmp_path: Path) -> None:

@@ -368,3 +368,26 @@ def test_who_sends_by_default() -> None:
     assert settings("sqlite:///x.db", QIANMIAN_SERVE_SENDER="false").sender_for_serve() is False
     assert settings("sqlite:///x.db", QIANMIAN_SERVE_WORKERS="1").sender_for_serve() is False
     assert settings("postgresql://h/db", QIANMIAN_SERVE_WORKERS="0", QIANMIAN_SERVE_SENDER="true").sender_for_serve()
+
+
+def test_a_worker_beside_an_edge_yields_to_its_callbacks(tmp_path: Path) -> None:
+    """Processing yields to callbacks being recorded when it competes with the edge: on SQLite
+    (one write lock) always, on PostgreSQL when the worker shares the edge's machine (started by
+    it); a worker on a machine of its own processes at once."""
+    from bot.app import DISPATCHER, OUTBOX, create_app
+    from bot.settings import Settings
+
+    def worker(url: str, *, beside_edge: bool) -> tuple[Any, Any]:
+        settings = Settings(_env_file=None, DATABASE_URL=url, QIANMIAN_SECRET_KEY=TEST_SECRET)  # type: ignore[call-arg]
+        app = create_app(settings, role="worker", beside_edge=beside_edge)
+        return app[DISPATCHER].yield_to, app[OUTBOX].yield_to
+
+    pg = "postgresql://postgres@127.0.0.1:1/none"  # never connected: the app is only built
+    for url, beside, yields in (
+        (pg, True, True), (pg, False, False),
+        (f"sqlite:///{tmp_path / 'a.db'}", True, True), (f"sqlite:///{tmp_path / 'b.db'}", False, True),
+    ):
+        processing, sending = worker(url, beside_edge=beside)
+        assert (processing is not None, sending is not None) == (yields, yields), (url, beside)
+        if yields:
+            assert processing.__func__.__name__ == "edge_quiet"

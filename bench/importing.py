@@ -116,12 +116,18 @@ def main() -> dict[str, object]:
                 results[database] = "skipped: no --pg-url / QIANMIAN_BENCH_PG"
                 continue
             urls = {k: fresh_pg(args.pg_url, f"qm_bench_{k}") for k in ("bare", "import", "ids")}
+        # Each measurement starts from a quiet server: what the one before wrote is checkpointed
+        # first, not flushed in the middle of the next.
+        quiet = (lambda: checkpoint(args.pg_url)) if database == "postgresql" else (lambda: None)
+        quiet()
         bare_wall, bare_rss, _ = run_measured(
             [sys.executable, __file__, "--bare", "--db-url", urls["bare"], "--data", str(only)], env)
         # The import as issue 2 defines it (rows in, One ID included), then as a retailer runs it:
         # the same followed by every person's tags (issue 3), each into its own fresh database.
+        quiet()
         ids_wall, ids_rss, _ = run_measured(
             [qianmian, "import", "--no-tags", str(only)], {**env, "DATABASE_URL": urls["ids"]})
+        quiet()
         wall, rss, _ = run_measured([qianmian, "import", str(only)], {**env, "DATABASE_URL": urls["import"]})
         results[database] = {
             "import_no_tags_seconds": round(ids_wall, 1), "import_no_tags_rows_per_s": round(counted / ids_wall),
@@ -135,6 +141,20 @@ def main() -> dict[str, object]:
               f"{ids_rss:.0f} MiB), {wall:.1f}s with tags ({counted / wall:,.0f} rows/s, peak {rss:.0f} MiB); "
               f"bare load {bare_wall:.1f}s", file=sys.stderr)
     return results
+
+
+def checkpoint(admin_url: str) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from profile_store.db import async_url
+
+    async def run() -> None:
+        engine = create_async_engine(async_url(admin_url), isolation_level="AUTOCOMMIT")
+        async with engine.connect() as conn:
+            await conn.execute(text("CHECKPOINT"))
+        await engine.dispose()
+
+    asyncio.run(run())
 
 
 def fresh_pg(admin_url: str, name: str) -> str:

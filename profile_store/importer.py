@@ -55,9 +55,11 @@ REJECTS_HEADER = ("file", "line", "level", "reason", "row")
 # person and updated at the file's end, every index of the table twice. Measured at 1 M rows and
 # 50 k-row chunks: PostgreSQL 62 s per chunk, 76 s per file; SQLite 48 s and 46 s.
 ResolveMode = Literal["chunk", "file"]
-# Rows per chunk (one transaction, one resolve): per-chunk resolves cost less the fewer they are
-# (PostgreSQL at 1 M rows: 71 s at 20 k, 62 s at 50 k), a chunk waiting in memory ~25 MB.
-CHUNK_ROWS = 50_000
+# Rows per chunk (one transaction, one resolve). Per-chunk resolves cost less the fewer they
+# are, and a chunk costs memory. Measured at 1 M rows (time, peak of the import's processes):
+# PostgreSQL 71 s at 20 k rows, 61 s / 770 MiB at 50 k, 58 s / 793 MiB at 75 k, 57 s / 939 MiB
+# at 100 k; SQLite 49 s / 829 MiB at 50 k, 49.5 s / 926 MiB at 75 k (it gains nothing).
+CHUNK_ROWS = {"postgresql": 75_000, "sqlite": 50_000}
 
 
 # ---------------------------------------------------------------------------------- reports
@@ -340,7 +342,7 @@ def _sightings(name: str, rows: pd.DataFrame) -> dict[str, Sighting]:
 # that would otherwise take turns on one core (the GIL) with this process's database work. Small
 # files stay in a thread, where starting a process would cost more than it saves.
 WORKER_PROCESS_BYTES = 8 * 1024 * 1024
-QUEUED_CHUNKS = 3
+QUEUED_CHUNKS = 2
 
 
 @asynccontextmanager
@@ -358,7 +360,7 @@ async def _worker_files(
         yield _no_more_files
         return
     context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
-    queue = context.Queue(maxsize=QUEUED_CHUNKS)  # a chunk waiting here is ~25 MB
+    queue = context.Queue(maxsize=QUEUED_CHUNKS)  # a chunk waiting here is 25-40 MB
     worker = context.Process(target=_prepare_in_worker, args=(list(jobs), queue), name="qianmian-import", daemon=True)
     worker.start()
     try:
@@ -417,6 +419,9 @@ def _next_from_worker(queue: Any, worker: Any) -> _Ready | BaseException | None:
             return cast(_Ready | BaseException | None, queue.get(timeout=1.0))
         except Empty:
             if not worker.is_alive():
+                # It may have handed over its last item between the wait and the look.
+                with contextlib.suppress(Empty):
+                    return cast(_Ready | BaseException | None, queue.get_nowait())
                 raise RuntimeError(f"the import worker stopped unexpectedly (exit code {worker.exitcode})") from None
 
 
@@ -433,7 +438,7 @@ class Importer:
         graph: IdentityGraph,
         *,
         tz: str = "Asia/Shanghai",
-        chunk_rows: int = CHUNK_ROWS,
+        chunk_rows: int | None = None,
         resolve: ResolveMode = "chunk",
         progress: Progress | None = None,
     ) -> None:
@@ -441,7 +446,7 @@ class Importer:
         self.vault = vault
         self.graph = graph
         self.tz = tz
-        self.chunk_rows = chunk_rows
+        self.chunk_rows = chunk_rows or CHUNK_ROWS["postgresql" if db.is_postgres else "sqlite"]
         self.resolve = resolve
         self.progress = progress or _NoProgress()
         self._member_seq_base = 0
@@ -564,6 +569,8 @@ class Importer:
         if name == "events":
             return await self._insert_events(session, target, len(ready.records))
         await self._upsert(session, target)
+        if target.table == "orders":
+            await self._items_follow_orders(session)
         return counts
 
     async def _classify(self, session: AsyncSession, target: _Target) -> tuple[tuple[int, int, int], list[str]]:
@@ -625,6 +632,20 @@ class Importer:
             text(
                 f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM {stg} s WHERE true"
                 f" ON CONFLICT ({', '.join(target.key)}) DO UPDATE SET {updates} WHERE {guard}"
+            )
+        )
+
+    async def _items_follow_orders(self, session: AsyncSession) -> None:
+        """Items of the staged orders take their order's person. Resolve moves the items of
+        orders whose link's person changes; an order written here after the resolve (new, or
+        moved to another link) brings its items along itself."""
+        stg = _stage_name(_TARGETS["orders"])
+        owner = "(SELECT o.person_id FROM orders o WHERE o.order_id = order_item.order_id)"
+        await session.execute(
+            text(
+                f"UPDATE order_item SET person_id = {owner}"
+                f" WHERE order_id IN (SELECT order_id FROM {stg})"
+                f" AND {_differs(dialect_of(session), 'person_id', owner)}"
             )
         )
 
@@ -698,7 +719,7 @@ async def import_dir(
     graph: IdentityGraph | None = None,
     rejects_path: Path | None = None,
     tz: str = "Asia/Shanghai",
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
     resolve: ResolveMode = "chunk",
     progress: Progress | None = None,
 ) -> ImportReport:

@@ -475,6 +475,45 @@ async def test_rows_are_written_once_with_their_person(
     assert await count(db, "SELECT COUNT(*) FROM event WHERE person_id IS NOT NULL") > 0
 
 
+@pytest.mark.parametrize("resolve", ["chunk", "file"])
+async def test_items_follow_their_order_to_its_person(
+    db: Database, tmp_path: Path, resolve: importer.ResolveMode
+) -> None:
+    """An order's items carry its person: items imported before their order take it when the
+    order comes; an order whose member changes takes its items to the new person."""
+    await db.migrate()
+    items, orders = tmp_path / "items", tmp_path / "orders"
+    write(items, "order_items.csv", "order_id,sku,qty,unit_price", "O1,K1,1,1.00", "O1,K2,2,3.00", "O2,K1,1,1.00")
+    await import_dir(db, items, VAULT, rejects_path=tmp_path / "r.csv", resolve=resolve)
+    assert await count(db, "SELECT COUNT(*) FROM order_item WHERE person_id IS NULL") == 3
+    write(orders, "orders.csv", ORDER_HEADER,
+          "O1,pos,S1,2025-03-01 10:00:00,7.00,7.00,,paid,M1,,,", "O2,pos,S1,2025-03-02 10:00:00,1.00,1.00,,paid,M2,,,")
+    await import_dir(db, orders, VAULT, rejects_path=tmp_path / "r.csv", resolve=resolve)
+
+    async def owners() -> dict[str, set[str | None]]:
+        async with db.read() as session:
+            rows = (
+                await session.execute(
+                    text("SELECT o.order_id, o.person_id, i.person_id FROM order_item i JOIN orders o"
+                         " ON o.order_id = i.order_id")
+                )
+            ).all()
+        found: dict[str, set[str | None]] = {}
+        for order_id, order_person, item_person in rows:
+            assert item_person == order_person, order_id
+            found.setdefault(order_id, set()).add(order_person)
+        return found
+
+    before = await owners()
+    assert None not in before["O1"] and before["O1"] != before["O2"]
+    # O1 was M1's; the POS corrects it to M2's: its items move with it.
+    write(orders, "orders.csv", ORDER_HEADER,
+          "O1,pos,S1,2025-03-01 10:00:00,7.00,7.00,,paid,M2,,,", "O2,pos,S1,2025-03-02 10:00:00,1.00,1.00,,paid,M2,,,")
+    await import_dir(db, orders, VAULT, rejects_path=tmp_path / "r.csv", resolve=resolve)
+    after = await owners()
+    assert after["O1"] == after["O2"] == before["O2"]
+
+
 async def test_items_keep_their_line_numbers_across_chunks(db: Database, tmp_path: Path) -> None:
     await db.migrate()
     data = tmp_path / "data"

@@ -116,18 +116,22 @@ def main() -> dict[str, object]:
                 results[database] = "skipped: no --pg-url / QIANMIAN_BENCH_PG"
                 continue
             urls = {k: fresh_pg(args.pg_url, f"qm_bench_{k}") for k in ("bare", "import", "ids")}
-        # Each measurement starts from a quiet server: what the one before wrote is checkpointed
-        # first, not flushed in the middle of the next.
-        quiet = (lambda: checkpoint(args.pg_url)) if database == "postgresql" else (lambda: None)
+        # Each measurement starts from a quiet server: the database the one before filled is
+        # dropped (or autovacuum works through its million rows during the next) and what it
+        # wrote is checkpointed, not flushed in the middle of the next.
+        def quiet(done: str | None = None, *, database: str = database) -> None:
+            if database == "postgresql":
+                checkpoint(args.pg_url, drop=f"qm_bench_{done}" if done else None)
+
         quiet()
         bare_wall, bare_rss, _ = run_measured(
             [sys.executable, __file__, "--bare", "--db-url", urls["bare"], "--data", str(only)], env)
         # The import as issue 2 defines it (rows in, One ID included), then as a retailer runs it:
         # the same followed by every person's tags (issue 3), each into its own fresh database.
-        quiet()
+        quiet("bare")
         ids_wall, ids_rss, _ = run_measured(
             [qianmian, "import", "--no-tags", str(only)], {**env, "DATABASE_URL": urls["ids"]})
-        quiet()
+        quiet("ids")
         wall, rss, _ = run_measured([qianmian, "import", str(only)], {**env, "DATABASE_URL": urls["import"]})
         results[database] = {
             "import_no_tags_seconds": round(ids_wall, 1), "import_no_tags_rows_per_s": round(counted / ids_wall),
@@ -143,7 +147,7 @@ def main() -> dict[str, object]:
     return results
 
 
-def checkpoint(admin_url: str) -> None:
+def checkpoint(admin_url: str, *, drop: str | None = None) -> None:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from profile_store.db import async_url
@@ -151,6 +155,8 @@ def checkpoint(admin_url: str) -> None:
     async def run() -> None:
         engine = create_async_engine(async_url(admin_url), isolation_level="AUTOCOMMIT")
         async with engine.connect() as conn:
+            if drop:
+                await conn.execute(text(f"DROP DATABASE IF EXISTS {drop} WITH (FORCE)"))
             await conn.execute(text("CHECKPOINT"))
         await engine.dispose()
 

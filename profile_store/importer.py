@@ -26,7 +26,7 @@ from queue import Empty
 from typing import Any, Literal, Protocol, TextIO, cast
 
 import pandas as pd
-from sqlalchemy import bindparam, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from profile_store.bulk import dialect_of, fetch_rows, rowcount, stage, temp_table
@@ -184,6 +184,15 @@ def _cast(dialect: str, expr: str, kind: str) -> str:
 
 def _differs(dialect: str, left: str, right: str) -> str:
     return f"{left} IS DISTINCT FROM {right}" if dialect == "postgresql" else f"{left} IS NOT {right}"
+
+
+def _compared(target: _Target) -> list[str]:
+    """The columns whose change makes a known row "updated"."""
+    return [c for c in target.columns if c not in target.key and c not in target.extra]
+
+
+# The person a staged row's link has now (after the chunk's resolve, its person).
+_LINK_PERSON = "(SELECT l.person_id FROM link l WHERE l.link_key = s.link_key)"
 
 
 def _stage_name(target: _Target) -> str:
@@ -579,7 +588,7 @@ class Importer:
         dialect = dialect_of(session)
         table, stg = target.table, _stage_name(target)
         key_join = " AND ".join(f"t.{k} = {_cast(dialect, f's.{k}', target.columns[k])}" for k in target.key)
-        compared = [c for c in target.columns if c not in target.key and c not in target.extra]
+        compared = _compared(target)
         changed = " OR ".join(
             _differs(dialect, f"t.{c}", _cast(dialect, f"s.{c}", target.columns[c])) for c in compared
         )
@@ -609,7 +618,7 @@ class Importer:
         """Write the staged rows: new ones inserted, changed ones updated, the rest untouched."""
         dialect = dialect_of(session)
         table, stg = target.table, _stage_name(target)
-        compared = [c for c in target.columns if c not in target.key and c not in target.extra]
+        compared = _compared(target)
         columns = list(target.columns)
         values = [_cast(dialect, f"s.{c}", target.columns[c]) for c in columns]
         updated_columns = [c for c in target.columns if c not in target.key]
@@ -618,7 +627,7 @@ class Importer:
             # The row's link, and the person its link has now: written with the row, rewritten
             # when they differ (resolve rewrites the rows of links whose person changes later).
             columns += ["link_key", "person_id"]
-            values += ["s.link_key", "(SELECT l.person_id FROM link l WHERE l.link_key = s.link_key)"]
+            values += ["s.link_key", _LINK_PERSON]
             updated_columns += ["link_key", "person_id"]
             guarded += ["link_key", "person_id"]
         if target.table == "order_item":
@@ -672,30 +681,20 @@ class Importer:
             await session.execute(
                 text(
                     f"INSERT INTO event ({', '.join(columns)}, link_key, person_id, origin)"
-                    f" SELECT {', '.join(values)}, s.link_key,"
-                    " (SELECT l.person_id FROM link l WHERE l.link_key = s.link_key), 'import'"
+                    f" SELECT {', '.join(values)}, s.link_key, {_LINK_PERSON}, 'import'"
                     f" FROM {stg} s WHERE s.keep = '1' ON CONFLICT DO NOTHING"
                 )
             )
         )
-        unkeyed = (
-            await session.execute(
-                text(
-                    f"SELECT s.event_id FROM {stg} s JOIN event e ON e.event_id = s.event_id"
-                    " WHERE e.link_key IS NULL AND s.link_key IS NOT NULL"
-                )
+        # Known rows without a link (written before links existed, or by hand) take it now.
+        await session.execute(
+            text(
+                f"UPDATE event SET link_key = (SELECT s.link_key FROM {stg} s WHERE s.event_id = event.event_id),"
+                f" person_id = (SELECT l.person_id FROM {stg} s JOIN link l ON l.link_key = s.link_key"
+                "  WHERE s.event_id = event.event_id)"
+                f" WHERE link_key IS NULL AND event_id IN (SELECT event_id FROM {stg} WHERE link_key IS NOT NULL)"
             )
-        ).scalars().all()
-        if unkeyed:
-            await session.execute(
-                text(
-                    f"UPDATE event SET link_key = (SELECT s.link_key FROM {stg} s WHERE s.event_id = event.event_id),"
-                    " person_id = (SELECT l.person_id FROM link l"
-                    f"  JOIN {stg} s ON s.link_key = l.link_key WHERE s.event_id = event.event_id)"
-                    " WHERE event_id IN :ids"
-                ).bindparams(bindparam("ids", expanding=True)),
-                {"ids": list(unkeyed)},
-            )
+        )
         return (new, 0, staged - new)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from profile_store.bulk import stage, temp_table
 from profile_store.db import Database
@@ -176,7 +177,8 @@ def fresh_pg(admin_url: str, name: str) -> str:
         await engine.dispose()
 
     asyncio.run(recreate())
-    return admin_url.rsplit("/", 1)[0] + "/" + name
+    # The same server, another database (a query such as ?host=/run/postgresql stays as it is).
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
 if __name__ == "__main__":

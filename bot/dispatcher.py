@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.callback_xml import CallbackEvent, CallbackXmlError, UnknownEvent, parse_event
 from bot.metrics import Metrics
@@ -150,6 +150,7 @@ class Dispatcher:
         self.errors = self.errors or ErrorReporter(self.metrics)
         self._queue: asyncio.Queue[tuple[StoredRawEvent, asyncio.Future[str]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._inbox_watch = raw_events.InboxWatch(self.db)
 
     # ------------------------------------------------------------------ background work
 
@@ -203,6 +204,7 @@ class Dispatcher:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
+        await self._inbox_watch.close()
 
     # ------------------------------------------------------------------ processing
 
@@ -407,8 +409,7 @@ class Dispatcher:
             last = latest
 
     async def _latest_recorded(self) -> int:
-        async with self.db.read() as session:
-            return int((await session.execute(select(func.max(raw_events.RAW.c.id)))).scalar_one() or 0)
+        return await self._inbox_watch.latest_id()
 
     async def run_worker(
         self,

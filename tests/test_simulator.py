@@ -256,6 +256,28 @@ async def test_app_messages_are_checked_and_recorded(api, sim) -> None:
     assert [(m.touser, m.body["text"]["content"]) for m in sim.app_messages] == [(["guide1"], "到店提醒")]
 
 
+async def test_duplicate_app_messages_are_dropped_within_their_interval(api, sim) -> None:
+    """WeCom's enable_duplicate_check: the same message to the same users within the interval
+    is answered with the first one's msgid and not sent again; after it, or changed, it is sent."""
+    path = "/cgi-bin/message/send"
+    agent = int(sim.agent_id)
+    message = {"touser": "guide1", "agentid": agent, "msgtype": "text", "text": {"content": "到店提醒"},
+               "enable_duplicate_check": 1, "duplicate_check_interval": 600}
+    first = await api.wecom(path, message)
+    assert (await api.wecom(path, message))["msgid"] == first["msgid"]
+    assert len(sim.app_messages) == 1
+    other_user = await api.wecom(path, {**message, "touser": "guide2"})
+    other_text = await api.wecom(path, {**message, "text": {"content": "再次提醒"}})
+    unchecked = await api.wecom(path, {**message, "enable_duplicate_check": 0})
+    assert len({first["msgid"], other_user["msgid"], other_text["msgid"], unchecked["msgid"]}) == 4
+    sim.clock.advance(599)
+    assert (await api.wecom(path, message))["msgid"] == unchecked["msgid"]  # the latest identical one
+    sim.clock.advance(2)
+    later = await api.wecom(path, message)
+    assert later["msgid"] not in {first["msgid"], unchecked["msgid"]}
+    assert len(sim.app_messages) == 5
+
+
 async def test_media_upload(http, api, sim) -> None:
     token = await api.wecom_token()
     form = aiohttp.FormData()

@@ -6,6 +6,7 @@ page, doc 90313) for missing parameters and unknown ids.
 from __future__ import annotations
 
 import calendar
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -121,6 +122,9 @@ class WeComCorp:
         self.tag_groups: dict[str, TagGroup] = {}
         self.tags: dict[str, Tag] = {}
         self.app_messages: list[AppMessage] = []
+        # The latest message of each (type, content, recipients): WeCom's duplicate check looks
+        # it up instead of scanning every message sent (a flood sends tens of thousands).
+        self._latest_app_message: dict[tuple[str, str, tuple[str, ...]], AppMessage] = {}
         self.media: dict[str, tuple[str, UploadedFile, float]] = {}
         self.group_msgs: dict[str, GroupMsg] = {}
         # (external_userid, year, month) → mass messages received: the monthly quota, counted
@@ -479,19 +483,19 @@ class WeComCorp:
         invalid = [u for u in wanted if u not in self.staff]
         if not valid:  # parties and tags are not modelled: only users can receive
             raise SimError(81013, "user & party & tag all invalid")
+        same = (msgtype, json.dumps(body.get(msgtype), sort_keys=True, ensure_ascii=False), tuple(valid))
         if body.get("enable_duplicate_check"):
             # WeCom drops a message identical to one sent to the same users within the interval
             # (default 1800 s, at most 4 h) and answers as if it had sent it.
             window = min(int(body.get("duplicate_check_interval") or 1800), 4 * 3600)
-            for earlier in reversed(self.app_messages):
-                if self.clock.now() - earlier.sent_at > window:
-                    break
-                same = earlier.msgtype == msgtype and earlier.body.get(msgtype) == body.get(msgtype)
-                if same and earlier.touser == valid:
-                    return {"invaliduser": "|".join(invalid), "invalidparty": "", "invalidtag": "",
-                            "msgid": earlier.msgid}
+            earlier = self._latest_app_message.get(same)
+            if earlier is not None and self.clock.now() - earlier.sent_at <= window:
+                return {"invaliduser": "|".join(invalid), "invalidparty": "", "invalidtag": "",
+                        "msgid": earlier.msgid}
         msgid = random_id("", 40)
-        self.app_messages.append(AppMessage(msgid, valid, msgtype, body, self.clock.now()))
+        message = AppMessage(msgid, valid, msgtype, body, self.clock.now())
+        self.app_messages.append(message)
+        self._latest_app_message[same] = message
         return {"invaliduser": "|".join(invalid), "invalidparty": "", "invalidtag": "", "msgid": msgid}
 
     def _check_content(self, msgtype: str, content: Any) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Text, UniqueConstraint, false, text
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, String, Text, UniqueConstraint, false, text
 from sqlmodel import Field, SQLModel
 
 
@@ -83,7 +83,7 @@ class Order(SQLModel, table=True):
         Index("ix_orders_person_paid", "person_id", "paid_at", postgresql_include=["status", "amount_fen"]),
     )
     order_id: str = Field(primary_key=True)
-    person_id: str | None = Field(default=None, index=True)
+    person_id: str | None = Field(default=None)  # looked up through ix_orders_person_paid
     link_key: str | None = Field(default=None, index=True)
     channel: str  # pos | miniapp | ecom | oa_mall
     store_id: str = ""
@@ -114,8 +114,15 @@ class Event(SQLModel, table=True):
 
     __table_args__ = (
         Index("ix_event_person_type", "person_id", "type"),
-        # A coupon's fate (consumed, deleted) is found by its code (tags.md coupon tags).
-        Index("ix_event_coupon_code", "coupon_code", "type"),
+        # A coupon's fate (consumed, deleted) is found by its code (tags.md coupon tags); most
+        # events have none, and a lookup by code implies one (migration 0009).
+        Index(
+            "ix_event_coupon_code",
+            "coupon_code",
+            "type",
+            postgresql_where=text("coupon_code IS NOT NULL"),
+            sqlite_where=text("coupon_code IS NOT NULL"),
+        ),
     )
     event_id: str = Field(primary_key=True)
     fact_key: str = Field(unique=True)
@@ -540,6 +547,9 @@ class CampaignTarget(SQLModel, table=True):
     __table_args__ = (
         Index("ix_campaign_target_due", "outcome", "due_at"),
         Index("ix_campaign_target_person_sent", "person_id", "sent_at"),
+        # Claims take due rows in (due_at, campaign, wave, guide) order straight from this index,
+        # so a guide's rows arrive together and become one add_msg_template call.
+        Index("ix_campaign_target_claim", "outcome", "due_at", "campaign_id", "wave", "guide_id"),
     )
     campaign_id: int = Field(primary_key=True)
     wave: int = Field(default=0, primary_key=True)
@@ -561,6 +571,30 @@ class CampaignTarget(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     last_error: str = ""
 
+
+
+class CampaignSend(SQLModel, table=True):
+    """One WeCom mass-send batch (add_msg_template) of a guide's rows of a campaign wave; its
+    msgid is checked later for who received it (profile_store/campaign_outbox.py)."""
+
+    __tablename__ = "campaign_send"
+    __table_args__ = (
+        Index("ix_campaign_send_status", "status", "next_check_at"),
+        Index("ix_campaign_send_guide", "guide_id", "created_at"),
+    )
+    batch_id: str = Field(primary_key=True)
+    campaign_id: int
+    wave: int
+    guide_id: str
+    variant: str
+    persons: int
+    status: str  # pending | sent | done | failed | abandoned
+    msgid: str | None = None
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    lease_until: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    sent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    next_check_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    last_error: str = Field(default="", sa_column=Column(String, nullable=False, server_default=""))
 
 class OptOut(SQLModel, table=True):
     """A customer who said 退订 / TD, or unfollowed: nothing more through that channel, for good."""

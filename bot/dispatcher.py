@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
-
 from bot.callback_xml import CallbackEvent, CallbackXmlError, UnknownEvent, parse_event
 from bot.metrics import Metrics
 from profile_store import live, raw_events
@@ -378,19 +376,11 @@ class Dispatcher:
     # ------------------------------------------------------------------ worker process
 
     async def fresh_pending(self, limit: int) -> list[StoredRawEvent]:
-        """New callbacks waiting for processing, oldest first: pending and never attempted (the
-        failed ones are the sweeper's, after a grace period). A read: on SQLite it takes no
-        write lock, so polling never holds up the edge's recorder."""
-        raw = raw_events.RAW
-        statement = (
-            select(raw)
-            .where(raw.c.status == raw_events.PENDING, raw.c.attempts == 0)
-            .order_by(raw.c.id)
-            .limit(limit)
-        )
+        """New callbacks waiting for processing, oldest first (the failed ones are the
+        sweeper's). A read: on SQLite it takes no write lock, so polling never holds up the
+        edge's recorder."""
         async with self.db.read() as session:
-            rows = (await session.execute(statement)).all()
-        return [raw_events._stored(row) for row in rows]
+            return await raw_events.fresh_pending(session, limit)
 
     async def edge_quiet(self, at_most: float, *, quiet: float = 0.01) -> bool:
         """True once no callback has been recorded (by any process) for `quiet` seconds; False

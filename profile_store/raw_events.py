@@ -276,6 +276,15 @@ async def pending_ids(
     return [int(i) for i in (await session.execute(statement)).scalars()]
 
 
+async def fresh_pending(session: AsyncSession, limit: int) -> list[StoredRawEvent]:
+    """New callbacks waiting for processing, oldest first: pending and never attempted (the
+    failed ones are the sweeper's, after a grace period)."""
+    statement = (
+        select(RAW).where(RAW.c.status == PENDING, RAW.c.attempts == 0).order_by(RAW.c.id).limit(limit)
+    )
+    return [_stored(row) for row in (await session.execute(statement)).all()]
+
+
 async def mark_done(session: AsyncSession, raw_event_ids: Sequence[int]) -> None:
     if raw_event_ids:
         await session.execute(

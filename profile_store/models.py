@@ -108,6 +108,9 @@ class OrderItem(SQLModel, table=True):
     unit_price_fen: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
+_HAS_COUPON = text("coupon_code IS NOT NULL")
+
+
 class Event(SQLModel, table=True):
     """One customer event, imported or live. `fact_key` makes an imported row and a live
     callback describing the same fact one row."""
@@ -120,8 +123,8 @@ class Event(SQLModel, table=True):
             "ix_event_coupon_code",
             "coupon_code",
             "type",
-            postgresql_where=text("coupon_code IS NOT NULL"),
-            sqlite_where=text("coupon_code IS NOT NULL"),
+            postgresql_where=_HAS_COUPON,
+            sqlite_where=_HAS_COUPON,
         ),
     )
     event_id: str = Field(primary_key=True)

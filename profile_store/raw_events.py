@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from profile_store.db import Database
 from profile_store.models import DeadLetter, RawEvent
@@ -68,6 +68,39 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class _KeptConnection:
+    """One driver connection (asyncpg or aiosqlite) kept open between statements, for the inbox's
+    hot statements: opened at first use, dropped (invalidated) after a failure so the next use
+    opens a fresh one."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._conn: AsyncConnection | None = None
+        self._driver: Any = None
+
+    async def driver(self) -> Any:
+        if self._driver is None:
+            conn = await self.engine.connect()
+            try:
+                raw = await conn.get_raw_connection()
+            except BaseException:
+                await conn.close()
+                raise
+            self._conn, self._driver = conn, raw.driver_connection
+        return self._driver
+
+    async def close(self, *, invalidate: bool = False) -> None:
+        conn, self._conn, self._driver = self._conn, None, None
+        if conn is None:
+            return
+        if not invalidate:
+            await conn.close()
+            return
+        with contextlib.suppress(Exception):
+            await conn.invalidate()
+            await conn.close()
+
+
 class InboxWriter:
     """The edge's own connection for recording callbacks: one statement per group commit.
 
@@ -96,23 +129,8 @@ class InboxWriter:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._conn: AsyncConnection | None = None
-        self._driver: Any = None  # asyncpg.Connection or aiosqlite.Connection
-        self._prepared: Any = None  # asyncpg prepared statement
-
-    async def _connect(self) -> Any:
-        if self._driver is None:
-            conn = await self.db.engine.connect()
-            try:
-                raw = await conn.get_raw_connection()
-                driver: Any = raw.driver_connection
-                if self.db.is_postgres:
-                    self._prepared = await driver.prepare(self._PG)
-            except BaseException:
-                await conn.close()
-                raise
-            self._conn, self._driver = conn, driver
-        return self._driver
+        self._kept = _KeptConnection(db.engine)
+        self._prepared: Any = None  # asyncpg prepared statement, of the kept connection
 
     async def write(self, events: Sequence[NewRawEvent]) -> dict[str, int]:
         """Insert callbacks not seen before; dedupe_key → id of the NEW ones (keys must be
@@ -120,8 +138,10 @@ class InboxWriter:
         if not events:
             return {}
         try:
-            driver = await self._connect()
+            driver = await self._kept.driver()
             if self.db.is_postgres:
+                if self._prepared is None:
+                    self._prepared = await driver.prepare(self._PG)
                 rows = await self._prepared.fetch(
                     [e.dedupe_key for e in events],
                     [e.channel for e in events],
@@ -138,21 +158,13 @@ class InboxWriter:
                     async with driver.execute(statement, params) as cursor:
                         rows = await cursor.fetchall()
         except BaseException:
-            await self._drop()
+            await self.close(invalidate=True)
             raise
         return {str(key): int(row_id) for row_id, key in rows}
 
-    async def _drop(self) -> None:
-        conn, self._conn, self._driver, self._prepared = self._conn, None, None, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.invalidate()
-                await conn.close()
-
-    async def close(self) -> None:
-        conn, self._conn, self._driver, self._prepared = self._conn, None, None, None
-        if conn is not None:
-            await conn.close()
+    async def close(self, *, invalidate: bool = False) -> None:
+        self._prepared = None
+        await self._kept.close(invalidate=invalidate)
 
 
 class InboxWatch:
@@ -167,45 +179,28 @@ class InboxWatch:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._conn: AsyncConnection | None = None
-        self._driver: Any = None
+        self._kept = _KeptConnection(db.read_engine or db.engine)
         # One connection runs one statement at a time; a worker's processing and its sender
         # both yield to the edge and may look at once.
         self._turn = asyncio.Lock()
 
     async def latest_id(self) -> int:
         async with self._turn:
-            return await self._look()
-
-    async def _look(self) -> int:
-        try:
-            if self._driver is None:
-                engine = self.db.read_engine or self.db.engine
-                conn = await engine.connect()
-                try:
-                    raw = await conn.get_raw_connection()
-                except BaseException:
-                    await conn.close()
-                    raise
-                self._conn, self._driver = conn, raw.driver_connection
-            if self.db.is_postgres:
-                value = await self._driver.fetchval(self._LATEST)
-            else:
-                async with self._driver.execute(self._LATEST) as cursor:
-                    row = await cursor.fetchone()
-                value = row[0] if row else None
-        except BaseException:
-            await self.close(invalidate=True)
-            raise
+            try:
+                driver = await self._kept.driver()
+                if self.db.is_postgres:
+                    value = await driver.fetchval(self._LATEST)
+                else:
+                    async with driver.execute(self._LATEST) as cursor:
+                        row = await cursor.fetchone()
+                    value = row[0] if row else None
+            except BaseException:
+                await self._kept.close(invalidate=True)
+                raise
         return int(value or 0)
 
-    async def close(self, *, invalidate: bool = False) -> None:
-        conn, self._conn, self._driver = self._conn, None, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                if invalidate:
-                    await conn.invalidate()
-                await conn.close()
+    async def close(self) -> None:
+        await self._kept.close()
 
 
 async def record_once(db: Database, events: Sequence[NewRawEvent]) -> dict[str, int]:

@@ -6,7 +6,9 @@ so the client is not the bottleneck. After each serve round the bench waits unti
 processed its backlog (so the next round, bare or serve, starts from a quiet machine; the time
 it took gives the processing rate), and at the end it checks that every callback answered 200 is
 recorded exactly once. The simulator knows the guides and the contacts (with their welcome
-codes), so processing is the real thing: unionid lookups, cards and welcomes sent.
+codes), so processing is the real thing: unionid lookups, cards and welcomes sent. Each round
+also reports where the CPU went (`cpu_us_per_request`: serve's edges, worker, PostgreSQL, wrk,
+this process with the simulator), from /proc; wrk's figure includes loading its callbacks file.
 
     python bench/callbacks.py --database sqlite --rounds 3 --seconds 5 [--workers 0]
 
@@ -30,6 +32,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import aiohttp
+from cpu_share import snapshot, us_per_request  # bench/ is on the path when run as a script
 from sqlalchemy import text
 
 from bot.crypto import MessageCrypto, signature
@@ -188,16 +191,19 @@ async def main() -> dict[str, object]:
                 for name, port in (("bare", bare_port), ("serve", serve_port)):
                     # Enough distinct callbacks that none repeats within a round.
                     req_file = work / f"{name}-{rnd}.txt"
-                    externals = build_requests(req_file, sim.corp_id, 25000 * args.seconds, f"{name[0]}{rnd}",
+                    externals = build_requests(req_file, sim.corp_id, 40000 * args.seconds, f"{name[0]}{rnd}",
                                                sim=sim if name == "serve" else None)
+                    before = snapshot()
                     stats = await run_wrk(port, req_file, args.seconds, args.connections)
+                    stats["cpu_us_per_request"] = us_per_request(before, snapshot(), int(stats["requests"]))
                     if stats["requests"] > len(externals):
                         raise RuntimeError("ran out of distinct callbacks: raise the count")
                     results[name].append(stats)
                     if name == "serve":
                         answered += int(stats["requests"] - stats["non_2xx"] - stats["socket_errors"])
                     print(f"round {rnd} {name:5s}: {stats['rps']:8.0f} req/s  p50 {stats['p50_ms']:.2f} ms  "
-                          f"p99 {stats['p99_ms']:.2f} ms  non-2xx {stats['non_2xx']}", file=sys.stderr)
+                          f"p99 {stats['p99_ms']:.2f} ms  non-2xx {stats['non_2xx']}  "
+                          f"cpu µs/req {stats['cpu_us_per_request']}", file=sys.stderr)
                     if name == "serve" and not args.no_drain:
                         drain = await wait_backlog(db, stats["requests"], stats["duration_us"] / 1e6)
                         drains.append(drain)

@@ -146,10 +146,11 @@ async def run_demo(
                 )
             outcome.import_report = report
             out.rule()
-            out.print(texts.DEMO_TRY.format(bot=bot_url, db_url=db_url, secret_file=workdir / ".secret"))
             if keep_running:
+                out.print(texts.DEMO_TRY.format(bot=bot_url, db_url=db_url, secret_file=workdir / ".secret"))
                 out.print(texts.DEMO_RUNNING)
                 await asyncio.Event().wait()  # until Ctrl-C
+            out.print(texts.DEMO_STOPPED.format(db_url=db_url, secret_file=workdir / ".secret"))
             return outcome
         finally:
             await runner.cleanup()

@@ -37,13 +37,17 @@ import contextlib
 import gc
 import logging
 import os
+import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+import tempfile
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
 
 from aiohttp import web
 
 from bot.app import create_app
+from bot.metrics import SHARED_DIR_ENV, share_between_processes
 from bot.settings import Settings
 
 log = logging.getLogger("qianmian.serve")
@@ -121,6 +125,37 @@ def serve(settings: Settings, *, role: str = "all", workers: int | None = None) 
         edges = 1
     # With no workers, sending may still get a process (and so a core) of its own.
     sender = role == "all" and not split and not replica and settings.sender_for_serve()
+    several = split or edges > 1 or sender
+    with _shared_metrics(several and not replica):
+        _run_edge(settings, role=role, count=count, edges=edges, sender=sender, split=split, replica=replica)
+
+
+@contextlib.contextmanager
+def _shared_metrics(needed: bool) -> Iterator[None]:
+    """For a serve of several processes: a fresh directory where they all keep their metrics, so
+    /metrics on any edge shows the whole bot (bot/metrics.py). The operator's PROMETHEUS_MULTIPROC_DIR
+    is used when set (emptied of a previous run's files first); otherwise a temporary directory,
+    removed at exit. The processes this one starts inherit it; an extra edge uses what it got."""
+    if not needed:
+        yield
+        return
+    given = os.environ.get(SHARED_DIR_ENV)
+    directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="qianmian-metrics-"))
+    if given:
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):  # counters of a previous run must not add up with ours
+            stale.unlink()
+    share_between_processes(directory)
+    try:
+        yield
+    finally:
+        if not given:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _run_edge(
+    settings: Settings, *, role: str, count: int, edges: int, sender: bool, split: bool, replica: bool
+) -> None:
     app = create_app(settings, role="edge" if split else "all", sends=not sender)
     if role == "all" and count > 0:
         app.cleanup_ctx.append(WorkerPool(count, settings).context)

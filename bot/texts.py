@@ -43,6 +43,12 @@ DEMO_TRY = (
     "  DATABASE_URL={db_url} .venv/bin/qianmian deadletter list"
 )
 DEMO_RUNNING = "按 Ctrl-C 结束演示。"
+# --no-wait: the bot stops with the story; what was recorded stays in the demo's database.
+DEMO_STOPPED = (
+    "演示结束，机器人已停止（去掉 --no-wait 可让它继续运行）。数据仍在，可以试试：\n"
+    "  DATABASE_URL={db_url} QIANMIAN_SECRET_KEY=$(cat {secret_file}) .venv/bin/qianmian export profiles\n"
+    "  DATABASE_URL={db_url} .venv/bin/qianmian deadletter list"
+)
 
 # ---------------------------------------------------------------- tags (tags.md): names people read
 TAG_NAMES = {

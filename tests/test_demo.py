@@ -27,6 +27,8 @@ async def test_demo_plays_the_story_and_shows_no_phone(tmp_path: Path) -> None:
     assert outcome.follower_merged_with_contact  # OA follower + WeCom contact with one unionid: one person
     assert outcome.duplicate_recorded_once  # Tencent's retry answered, recorded once
     assert outcome.forged_status == 403
+    # Without --wait the bot stops with the story, and the ending says so (not "still running").
+    assert "演示结束，机器人已停止" in printed and "机器人仍在" not in printed
     assert "member_id MDEMO0001" in printed and "unionid oUDemoNewFollower01" in printed
     # Phones are masked in everything the demo prints.
     assert re.search(r"(?<!\d)1\d{10}(?!\d)", printed) is None

@@ -268,7 +268,7 @@ def _state(pid: int) -> str:
 
 
 async def test_two_edges_share_the_port_and_go_with_their_supervisor(
-    db_url: str, procs: list[subprocess.Popen[bytes]]
+    db_url: str, procs: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     """QIANMIAN_SERVE_EDGES=2: a second edge process on the same port (SO_REUSEPORT) beside the
     worker; callbacks sent to the shared port are each recorded and processed once (which edge
@@ -278,7 +278,9 @@ async def test_two_edges_share_the_port_and_go_with_their_supervisor(
     try:
         async with TencentSimulator() as sim:
             port = _free_port()
-            first = _start(_env(db_url, sim, port, QIANMIAN_SERVE_WORKERS="1", QIANMIAN_SERVE_EDGES="2"))
+            # TMPDIR: the first edge's shared-metrics directory, which its SIGKILL below leaves behind
+            first = _start(_env(db_url, sim, port, QIANMIAN_SERVE_WORKERS="1", QIANMIAN_SERVE_EDGES="2",
+                                TMPDIR=str(tmp_path)))
             procs.append(first)
             await _ready(port)
             children = _children(first.pid)
@@ -408,3 +410,60 @@ def test_a_serve_process_settles_its_start_up_heap() -> None:
     tracked, frozen, left = map(int, out.stdout.split())
     assert tracked > 50_000, "the app's modules alone are tens of thousands of objects"
     assert frozen >= tracked * 0.9 and left < 100, (tracked, frozen, left)
+
+
+def _samples(exposition: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a /metrics answer: (name, sorted labels) → value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+    }
+
+
+async def test_metrics_of_every_serve_process_add_up_on_any_edge(
+    db_url: str, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    """Two edges and a worker: /metrics on the shared port shows the whole bot, whichever edge the
+    kernel hands the scrape to — the callbacks both edges recorded, a forged one refused, and the
+    dead letter the worker (no HTTP of its own) made; the same totals on every scrape."""
+    db = Database(db_url)
+    try:
+        async with TencentSimulator() as sim:
+            port = _free_port()
+            first = _start(_env(db_url, sim, port, QIANMIAN_SERVE_WORKERS="1", QIANMIAN_SERVE_EDGES="2"))
+            procs.append(first)
+            await _ready(port)
+            externals = [f"wmmetrics{i:04d}" for i in range(30)]
+            unknown = kit.cdata({"ToUserName": sim.corp_id, "FromUserName": "sys", "CreateTime": int(time.time()),
+                                 "MsgType": "event", "Event": "change_external_chat", "ChangeType": "create"})
+            forged = kit.wecom_post(
+                kit.wecom_contact("add_external_contact", "guide0", "wmforged", int(time.time()), corp_id=sim.corp_id),
+                corp_id=sim.corp_id,
+            )
+            driver = _driver(port, sim)
+            async with driver:
+                await _send(driver, externals)
+                assert (await driver.send_wecom(unknown)).ok
+            async with aiohttp.ClientSession() as http:
+                params = {**forged.params, "msg_signature": "0" * 40}
+                async with http.post(f"http://127.0.0.1:{port}/wecom/callback", params=params, data=forged.body) as r:
+                    assert r.status == 403
+            counts = await _settled(db, len(externals))
+            assert counts == {"done": len(externals), "dead": 1}, counts
+
+            for _ in range(16):  # a new connection each time: the kernel spreads them over the edges
+                async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+                    async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                        assert resp.status == 200
+                        samples = _samples(await resp.text())
+                assert samples[("qianmian_callbacks_received_total", (("channel", "wecom"),))] == len(externals) + 1
+                assert samples[("qianmian_callbacks_rejected_total",
+                                (("channel", "wecom"), ("reason", "bad_signature")))] == 1
+                assert samples[("qianmian_dead_letters_total", ())] == 1  # counted in the worker
+                processed = samples[("qianmian_event_processing_seconds_count", (("outcome", "done"),))]
+                assert processed == len(externals)
+    finally:
+        await db.dispose()

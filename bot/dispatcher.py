@@ -18,8 +18,9 @@
 - `run_worker`: processing in its own OS process (`qianmian serve` runs the HTTP edge in one
   process and workers in others). The edge only records and answers (`inline=False`: `spawn`
   does nothing); a worker polls the database for new pending callbacks (a cheap indexed read,
-  no write lock on SQLite), processes them in batches with the same claims (SKIP LOCKED on
-  PostgreSQL, the single write lock on SQLite), and sweeps failed ones after a grace period.
+  no write lock on SQLite), processes them in batches with the same claims (on PostgreSQL it
+  claims a batch first, FOR UPDATE SKIP LOCKED, so several workers each take their own; on
+  SQLite the single write lock), and sweeps failed ones after a grace period.
 """
 
 from __future__ import annotations
@@ -223,54 +224,107 @@ class Dispatcher:
         rolls back alone and counts an attempt; the others commit with one identity resolve."""
         started = time.perf_counter()
         # Prefetches (Tencent lookups) of a batch run side by side, before the transaction.
-        plans = list(await asyncio.gather(*(self._plan(raw) for raw in raws if raw.status == raw_events.PENDING)))
+        plans = await self._plans(raws)
         outcomes: dict[int, str] = {raw.id: "skipped" for raw in raws}
         failures: list[tuple[_Plan, Exception]] = []
         try:
             async with self.db.transaction() as session:
                 claimed = await raw_events.claim_many(session, [plan.raw.id for plan in plans])
-                sightings: list[Sighting] = []
-                for plan in plans:
-                    if plan.raw.id not in claimed:
-                        continue  # done meanwhile, or another process holds it
-                    if plan.error is not None:
-                        failures.append((plan, plan.error))
-                        continue
-                    # Facts collect their sightings; a failing callback's are dropped with it.
-                    own = live.defer_observations(session)
-                    try:
-                        async with session.begin_nested():
-                            outcomes[plan.raw.id] = await self._apply(session, plan)
-                        sightings.extend(own)
-                    except Exception as exc:
-                        assert self.errors is not None
-                        self.errors.report(exc, where="callback handler", key=plan.raw.dedupe_key)
-                        failures.append((plan, exc))
-                    finally:
-                        live.stop_deferring(session)
-                await raw_events.mark_done(session, [i for i, o in outcomes.items() if o == "done"])
-                graph = self.services.get("graph")
-                if graph is not None and sightings:
-                    # One bulk observe and one resolve for every fact of the batch.
-                    touched = await graph.attribute(session, sightings)
-                    for hook in self.person_hooks:  # e.g. tags: fresh in the same commit
-                        try:
-                            async with session.begin_nested():
-                                await hook(session, touched, sightings)
-                        except Exception as exc:
-                            # The facts still commit; the nightly refresh repairs what the hook missed.
-                            assert self.errors is not None
-                            self.errors.report(exc, where="person hook", key=plans[0].raw.dedupe_key)
+                failures = await self._apply_batch(session, plans, claimed, outcomes)
         except Exception as exc:
             if len(plans) > 1:  # find the culprit: one transaction per callback
-                for plan in plans:
-                    outcomes.update(await self.process_batch([plan.raw]))
-                return outcomes
+                return await self._one_by_one(plans, outcomes)
             if plans:
+                failures = self._batch_failed(plans[0], exc, outcomes)
+        return await self._finish(outcomes, failures, started)
+
+    async def process_fresh(self, limit: int) -> dict[int, str]:
+        """A worker's batch on PostgreSQL: claim up to `limit` new callbacks first (locked for this
+        transaction, skipping those another worker holds: FOR UPDATE SKIP LOCKED), then prefetch
+        and process them in the same transaction.
+
+        Claiming after the prefetch (as `process_batch` does) let every worker read the same
+        oldest callbacks, prefetch them all, and all but one find them taken: a second worker
+        added nothing (measured: 140/s with one, 120/s with two). Claimed first, each worker
+        takes its own batch. The claim holds row locks on `raw_event` only while WeCom answers
+        the lookups: the edges insert new rows and the sweeper skips locked ones, so nobody
+        waits. Not on SQLite, where a transaction holds the one write lock (edges included)."""
+        started = time.perf_counter()
+        outcomes: dict[int, str] = {}
+        failures: list[tuple[_Plan, Exception]] = []
+        plans: list[_Plan] = []
+        try:
+            async with self.db.transaction() as session:
+                raws = await raw_events.claim_fresh(session, limit)
+                outcomes = {raw.id: "skipped" for raw in raws}
+                plans = await self._plans(raws)
+                failures = await self._apply_batch(session, plans, {raw.id for raw in raws}, outcomes)
+        except Exception as exc:
+            if len(plans) > 1:  # the rollback released the claims: one transaction per callback
+                return await self._one_by_one(plans, outcomes)
+            if plans:
+                failures = self._batch_failed(plans[0], exc, outcomes)
+            elif not outcomes:
+                raise  # not even the claim went through: the database is away
+        return await self._finish(outcomes, failures, started)
+
+    async def _plans(self, raws: Sequence[StoredRawEvent]) -> list[_Plan]:
+        return list(await asyncio.gather(*(self._plan(raw) for raw in raws if raw.status == raw_events.PENDING)))
+
+    async def _apply_batch(
+        self, session: Any, plans: Sequence[_Plan], claimed: set[int], outcomes: dict[int, str]
+    ) -> list[tuple[_Plan, Exception]]:
+        """The inside of a batch's transaction: each claimed callback in its savepoint, then one
+        bulk observe, one resolve and the person hooks. Returns the callbacks that failed."""
+        failures: list[tuple[_Plan, Exception]] = []
+        sightings: list[Sighting] = []
+        for plan in plans:
+            if plan.raw.id not in claimed:
+                continue  # done meanwhile, or another process holds it
+            if plan.error is not None:
+                failures.append((plan, plan.error))
+                continue
+            # Facts collect their sightings; a failing callback's are dropped with it.
+            own = live.defer_observations(session)
+            try:
+                async with session.begin_nested():
+                    outcomes[plan.raw.id] = await self._apply(session, plan)
+                sightings.extend(own)
+            except Exception as exc:
                 assert self.errors is not None
-                self.errors.report(exc, where="callback transaction", key=plans[0].raw.dedupe_key)
-                failures = [(plans[0], exc)]
-                outcomes[plans[0].raw.id] = "failed"
+                self.errors.report(exc, where="callback handler", key=plan.raw.dedupe_key)
+                failures.append((plan, exc))
+            finally:
+                live.stop_deferring(session)
+        await raw_events.mark_done(session, [i for i, o in outcomes.items() if o == "done"])
+        graph = self.services.get("graph")
+        if graph is not None and sightings:
+            # One bulk observe and one resolve for every fact of the batch.
+            touched = await graph.attribute(session, sightings)
+            for hook in self.person_hooks:  # e.g. tags: fresh in the same commit
+                try:
+                    async with session.begin_nested():
+                        await hook(session, touched, sightings)
+                except Exception as exc:
+                    # The facts still commit; the nightly refresh repairs what the hook missed.
+                    assert self.errors is not None
+                    self.errors.report(exc, where="person hook", key=plans[0].raw.dedupe_key)
+        return failures
+
+    async def _one_by_one(self, plans: Sequence[_Plan], outcomes: dict[int, str]) -> dict[int, str]:
+        for plan in plans:
+            outcomes.update(await self.process_batch([plan.raw]))
+        return outcomes
+
+    def _batch_failed(self, plan: _Plan, exc: Exception, outcomes: dict[int, str]) -> list[tuple[_Plan, Exception]]:
+        assert self.errors is not None
+        self.errors.report(exc, where="callback transaction", key=plan.raw.dedupe_key)
+        outcomes[plan.raw.id] = "failed"
+        return [(plan, exc)]
+
+    async def _finish(
+        self, outcomes: dict[int, str], failures: list[tuple[_Plan, Exception]], started: float
+    ) -> dict[int, str]:
         for plan, error in failures:
             outcomes[plan.raw.id] = await self._failed(plan.raw, error)
         if "done" in outcomes.values():
@@ -431,13 +485,17 @@ class Dispatcher:
                     first = False
                     next_sweep = loop.time() + sweep_interval
                 raws = await self.fresh_pending(self.batch_size)
+                limit = self.batch_size
                 if raws and self.yield_to is not None and not await self.yield_to(self.max_defer):
-                    raws = raws[: self.busy_batch_size]  # the edge is busy: a short write
+                    limit = self.busy_batch_size  # the edge is busy: a short write
                 if raws:
-                    outcomes = await self.process_batch(raws)
+                    if self.db.is_postgres:  # each worker claims a batch of its own, then prefetches
+                        outcomes = await self.process_fresh(limit)
+                    else:
+                        outcomes = await self.process_batch(raws[:limit])
                     # Only real progress loops at once: a batch another process holds (skipped)
                     # or a failing database waits for the next poll instead of spinning.
-                    progressed = len(raws) == self.batch_size and any(
+                    progressed = len(outcomes) == self.batch_size and any(
                         o in ("done", "dead") for o in outcomes.values()
                     )
             except asyncio.CancelledError:

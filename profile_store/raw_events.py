@@ -280,6 +280,20 @@ async def fresh_pending(session: AsyncSession, limit: int) -> list[StoredRawEven
     return [_stored(row) for row in (await session.execute(statement)).all()]
 
 
+async def claim_fresh(session: AsyncSession, limit: int) -> list[StoredRawEvent]:
+    """PostgreSQL: lock up to `limit` new callbacks (as `fresh_pending` finds them) for this
+    transaction, skipping those another transaction holds (FOR UPDATE SKIP LOCKED): several
+    workers each take a batch of their own."""
+    statement = (
+        select(RAW)
+        .where(RAW.c.status == PENDING, RAW.c.attempts == 0)
+        .order_by(RAW.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [_stored(row) for row in (await session.execute(statement)).all()]
+
+
 async def mark_done(session: AsyncSession, raw_event_ids: Sequence[int]) -> None:
     if raw_event_ids:
         await session.execute(

@@ -614,3 +614,58 @@ async def test_one_failing_callback_does_not_sink_its_batch(db: Database, db_url
         statuses: dict[str, str] = dict((await session.execute(text("SELECT dedupe_key, status FROM raw_event"))).all())
     assert [r[0] for r in rows] == ["oGood1", "oGood2"] and all(r[1] for r in rows)  # bad one rolled back alone
     assert statuses == {"koGood1": "done", "koBad": "pending", "koGood2": "done"}
+
+
+async def test_two_workers_each_claim_a_batch_of_their_own(db: Database, db_url: str, sim: TencentSimulator) -> None:
+    """PostgreSQL workers claim before they prefetch: while one worker waits for WeCom's
+    lookups, a second takes the next callbacks instead of the same ones (which it would only find
+    taken after prefetching them all). Every callback is processed once, by one of them."""
+    if not db.is_postgres:
+        pytest.skip("claims by row lock are PostgreSQL's (on SQLite one write lock serialises workers)")
+    from bot.app import default_routers
+    from bot.callback_xml import ChangeExternalContact
+    from bot.dispatcher import Router
+    from profile_store.identity import IdentityGraph
+    from profile_store.pii import PiiVault
+    from tests.conftest import TEST_SECRET
+
+    lookups_open = asyncio.Event()
+    release = asyncio.Event()
+    slow = Router()
+
+    @slow.prefetch(ChangeExternalContact)
+    async def slow_lookup(event: ChangeExternalContact) -> dict[str, Any]:
+        lookups_open.set()
+        await release.wait()  # WeCom is slow today: the first worker's claim stays open meanwhile
+        return {}
+
+    settings = _settings(db_url, sim)
+    graph = IdentityGraph(PiiVault(TEST_SECRET))
+    services = {"settings": settings, "graph": graph}
+    first, second = (Dispatcher(db, [*default_routers(), slow], services) for _ in range(2))
+    t = 1_700_000_000
+    ids = await raw_events.record_once(
+        db,
+        [
+            raw_events.NewRawEvent(
+                f"k{i}", "wecom", sim.corp_id,
+                kit.wecom_contact("add_external_contact", "guide1", f"wmclaim{i:02d}", t + i, corp_id=sim.corp_id),
+                datetime.now(SHANGHAI),
+            )
+            for i in range(10)
+        ],
+    )
+    first_batch = asyncio.create_task(first.process_fresh(4))
+    await lookups_open.wait()
+    second_batch = asyncio.create_task(second.process_fresh(4))
+    await asyncio.sleep(0.2)  # the second claims and prefetches while the first's claim is open
+    release.set()
+    a, b = await first_batch, await second_batch
+    assert len(a) == len(b) == 4 and not a.keys() & b.keys(), (a, b)
+    assert set(a.values()) == set(b.values()) == {"done"}
+    order = sorted(ids.values())
+    assert sorted(a) == order[:4] and sorted(b) == order[4:8]  # oldest first, each its own
+    async with db.read() as session:
+        statuses = dict((await session.execute(text("SELECT status, COUNT(*) FROM raw_event GROUP BY status"))).all())
+        facts = (await session.execute(text("SELECT COUNT(*) FROM event WHERE type = 'add_contact'"))).scalar_one()
+    assert statuses == {"done": 8, "pending": 2} and facts == 8

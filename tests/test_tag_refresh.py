@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from profile_store.db import Database
 from profile_store.identity import IdentityGraph
@@ -21,6 +21,7 @@ from profile_store.live import LiveFact, defer_observations, record_fact, stop_d
 from profile_store.models import PersonProfile, TagHistory
 from profile_store.tagging.history import last_change, tag_history
 from profile_store.tagging.refresh import (
+    compute_persons,
     compute_range,
     coupon_holders,
     load_rules,
@@ -155,6 +156,33 @@ async def _incremental_equals_full(db: Database, tmp_path: Path, events: list[St
 async def test_incremental_update_equals_a_full_refresh(db: Database, tmp_path: Path, events: list[Step]) -> None:
     await db.migrate()
     await _incremental_equals_full(db, tmp_path, events)
+
+
+async def test_persons_chosen_as_a_set_read_as_the_range_does(db: Database, sample_dir: Path) -> None:
+    """The incremental path gathers the touched persons as a set (their ids are scattered); a
+    full refresh gathers pages of ids. Both must compute the same metrics and tags for a person,
+    whoever else is in the set — and chunking a big set changes nothing."""
+    import profile_store.tagging.refresh as refresh
+
+    await db.migrate()
+    await import_dir(db, sample_dir, VAULT)
+    async with db.transaction() as session:
+        rules = await load_rules(session)
+        active = text("SELECT person_id FROM person WHERE status = 'active'")
+        everyone = sorted((await session.execute(active)).scalars())
+        by_range = await compute_range(session, everyone, T, rules)
+        scattered = everyone[::7] + everyone[3::11] + ["no-such-person"]
+        by_set = await compute_persons(session, scattered, T, rules)
+        refresh.PERSONS_PER_QUERY, saved = 5, refresh.PERSONS_PER_QUERY
+        try:
+            chunked = await compute_persons(session, scattered, T, rules)
+        finally:
+            refresh.PERSONS_PER_QUERY = saved
+    assert len(everyone) > 50 and set(by_set) == set(scattered)
+    for pid in set(scattered) - {"no-such-person"}:
+        assert (by_set[pid].metrics, by_set[pid].tags) == (by_range[pid].metrics, by_range[pid].tags), pid
+        assert (chunked[pid].metrics, chunked[pid].tags) == (by_range[pid].metrics, by_range[pid].tags), pid
+    assert by_set["no-such-person"].metrics["orders_365d"] == 0
 
 
 # --------------------------------------------------------------------------- history

@@ -1,20 +1,23 @@
-"""Gather `PersonFacts` for a range of persons, as of T, with aggregates run in the database.
+"""Gather `PersonFacts` of persons, as of T, with aggregates run in the database.
 
-One call covers the persons whose ids fall in [lo, hi] (a page of a full refresh, or one person
-for the incremental path): the same SQL either way, so the incremental result is the full
-refresh's by construction. Each query groups by person in SQL and returns a few rows per person;
-Python only picks winners among them (ties, Unicode order) — never a loop over raw orders.
+`gather` covers the persons whose ids fall in [lo, hi] (a page of a full refresh); `gather_persons`
+a set of persons wherever their ids fall (the incremental path: the persons a batch of callbacks
+touched). The same statements either way, only the persons' filter differs (a range, or a set), so
+the incremental result is the full refresh's by construction. Each query groups by person in SQL
+and returns a few rows per person; Python only picks winners among them (ties, Unicode order) —
+never a loop over raw orders.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, DateTime, String, and_, bindparam, case, func, or_, select, text
+from sqlalchemy import ColumnElement, DateTime, String, and_, any_, bindparam, case, func, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
@@ -56,6 +59,11 @@ class Windows:
 LO, HI = bindparam("lo", type_=String()), bindparam("hi", type_=String())
 END, YEAR = bindparam("end", type_=DateTime()), bindparam("year", type_=DateTime())
 BROWSE = bindparam("browse", type_=DateTime())
+# A set of persons: on PostgreSQL one array parameter (`= ANY`), one statement whatever the set's
+# size (asyncpg prepares each distinct statement text); elsewhere an expanding IN.
+IDS_ARRAY = bindparam("ids", type_=ARRAY(String()))
+IDS_LIST = bindparam("ids", type_=String(), expanding=True)
+RANGE, ANY_OF, IN_LIST = "range", "any", "in"
 
 
 @dataclass(frozen=True)
@@ -71,10 +79,17 @@ class _Statements:
     members: Select[Any]
 
 
-@lru_cache(maxsize=1)
-def _statements() -> _Statements:
+@lru_cache(maxsize=3)
+def _statements(persons: str = RANGE) -> _Statements:
+    """The statements, with the persons chosen by id range (RANGE) or by set (ANY_OF, IN_LIST)."""
+
+    def chosen(person_id: Any) -> ColumnElement[bool]:
+        if persons == RANGE:
+            return and_(person_id >= LO, person_id <= HI)
+        return person_id == any_(IDS_ARRAY) if persons == ANY_OF else person_id.in_(IDS_LIST)
+
     o, i, p, e, c, m = ORDERS.c, ITEMS.c, PRODUCTS.c, EVENTS.c, CARDS.c, MEMBERS.c
-    paid = and_(o.person_id >= LO, o.person_id <= HI, o.status == "paid", o.paid_at < END)
+    paid = and_(chosen(o.person_id), o.status == "paid", o.paid_at < END)
     recent = o.paid_at >= YEAR
     # 1. Paid orders, one scan: grouped by person, channel, store and whether in the window;
     #    Python adds the groups up (a person has a handful of them). Grouped by position: the
@@ -99,10 +114,10 @@ def _statements() -> _Statements:
             func.count(func.distinct(o.order_id)),
         )
         .select_from(ORDERS.join(ITEMS, i.order_id == o.order_id).outerjoin(PRODUCTS, p.sku == i.sku))
-        .where(paid, recent, i.person_id >= LO, i.person_id <= HI)
+        .where(paid, recent, chosen(i.person_id))
         .group_by(o.person_id, i.sku, p.category)
     )
-    events = and_(e.person_id >= LO, e.person_id <= HI, e.occurred_at < END)
+    events = and_(chosen(e.person_id), e.occurred_at < END)
     year = e.occurred_at >= YEAR
     # 3. Activity: last event, and whether any (interest) event fell in the window.
     activity = (
@@ -159,7 +174,7 @@ def _statements() -> _Statements:
     )
     # 8. Member records that exist at T.
     members = select(m.person_id, m.register_time, m.row_seq, m.level, m.city, m.gender, m.birthday).where(
-        m.person_id >= LO, m.person_id <= HI, or_(m.register_time.is_(None), m.register_time < END)
+        chosen(m.person_id), or_(m.register_time.is_(None), m.register_time < END)
     )
     return _Statements(
         orders, items, activity, browsing, last_of(("follow", "unfollow"), e.appid),
@@ -172,9 +187,30 @@ async def gather(
     session: AsyncSession, lo: str, hi: str, as_of: date, rules: TagRules, wanted: Collection[str] | None = None
 ) -> dict[str, PersonFacts]:
     """Facts of every person with lo <= person_id <= hi (restricted to `wanted` when given)."""
+    return await _gather(session, _statements(RANGE), {"lo": lo, "hi": hi}, as_of, rules, wanted)
+
+
+async def gather_persons(
+    session: AsyncSession, person_ids: Sequence[str], as_of: date, rules: TagRules
+) -> dict[str, PersonFacts]:
+    """Facts of these persons, wherever their ids fall (a few hundred at a time, at most)."""
+    if not person_ids:
+        return {}
+    persons = ANY_OF if session.get_bind().dialect.name == "postgresql" else IN_LIST
+    ids = list(person_ids)
+    return await _gather(session, _statements(persons), {"ids": ids}, as_of, rules, set(ids))
+
+
+async def _gather(
+    session: AsyncSession,
+    q: _Statements,
+    chosen: dict[str, Any],
+    as_of: date,
+    rules: TagRules,
+    wanted: Collection[str] | None,
+) -> dict[str, PersonFacts]:
     w = Windows(as_of, rules)
-    q = _statements()
-    params = {"lo": lo, "hi": hi, "end": w.end, "year": w.year, "browse": w.browse}
+    params = {**chosen, "end": w.end, "year": w.year, "browse": w.browse}
     facts: dict[str, PersonFacts] = {}
 
     def of(person_id: str) -> PersonFacts | None:

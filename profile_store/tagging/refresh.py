@@ -26,7 +26,7 @@ from profile_store.db import Database
 from profile_store.export import Extras
 from profile_store.labels import labels_of
 from profile_store.models import TagSetting
-from profile_store.tagging.facts import gather
+from profile_store.tagging.facts import gather, gather_persons
 from profile_store.tagging.rules import Computed, PersonFacts, TagRules, compute
 from profile_store.tagging.store import drop_inactive, profile_row, write_profiles
 
@@ -49,6 +49,24 @@ async def compute_range(
     facts = await gather(session, min(wanted), max(wanted), as_of, rules, wanted)
 
     return {pid: compute(facts.get(pid) or PersonFacts(), as_of, rules) for pid in sorted(wanted)}
+
+
+# Persons per set query of the incremental path (a batch of callbacks touches up to a few hundred).
+PERSONS_PER_QUERY = 500
+
+
+async def compute_persons(
+    session: AsyncSession, person_ids: Collection[str], as_of: date, rules: TagRules
+) -> dict[str, Computed]:
+    """Metrics and tags of these persons, wherever their ids fall: the same statements as
+    `compute_range` with the persons chosen as a set, so each query reads only their rows."""
+    ids = sorted(set(person_ids))
+    computed: dict[str, Computed] = {}
+    for start in range(0, len(ids), PERSONS_PER_QUERY):
+        chunk = ids[start : start + PERSONS_PER_QUERY]
+        facts = await gather_persons(session, chunk, as_of, rules)
+        computed.update({pid: compute(facts.get(pid) or PersonFacts(), as_of, rules) for pid in chunk})
+    return computed
 
 
 @dataclass
@@ -314,10 +332,11 @@ async def refresh_persons(
             )
         ).scalars()
     )
-    rows = []
-    for pid in sorted(active):  # one person at a time: each query reads only that person's rows
-        computed = await compute_range(session, [pid], as_of, rules)
-        rows.append(profile_row(pid, as_of, computed[pid]))
+    # As a set, not a range: the persons a batch of callbacks touched are scattered over the ids.
+    # (One query set per person before: 9 statements each, ~3 ms a person, a third of the
+    # processing of a new WeCom contact, measured.)
+    computed = await compute_persons(session, active, as_of, rules)
+    rows = [profile_row(pid, as_of, computed[pid]) for pid in sorted(active)]
     report.persons = len(rows)
     report.changes = await write_profiles(session, rows, direct=True)
     report.dropped = await drop_inactive(session, [p for p in ids if p not in active])

@@ -4,9 +4,10 @@ against a bare aiohttp handler measured in the same run (alternating rounds; med
 The load comes from wrk (C, one thread, N connections) replaying distinct pre-encrypted callbacks,
 so the client is not the bottleneck. After each serve round the bench waits until serve has
 processed its backlog and sent the cards and welcomes it made (so the next round, bare or serve,
-starts from a quiet machine; the time it took gives the processing rate), and at the end it checks that every callback answered 200 is
-recorded exactly once. The simulator knows the guides and the contacts (with their welcome
-codes), so processing is the real thing: unionid lookups, cards and welcomes sent. Each round
+starts from a quiet machine; the time it took gives the processing rate), and at the end it
+checks that every callback answered 200 is recorded exactly once. The simulator knows the guides
+and the contacts (with their welcome codes), so processing is the real thing: unionid lookups,
+cards and welcomes sent. Each round
 also reports where the CPU went (`cpu_us_per_request`: serve's edges, worker, PostgreSQL, wrk,
 this process with the simulator), from /proc; wrk's figure includes loading its callbacks file.
 

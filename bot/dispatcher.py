@@ -278,10 +278,6 @@ class Dispatcher:
         bulk observe, one resolve and the person hooks. Returns the callbacks that failed."""
         failures: list[tuple[_Plan, Exception]] = []
         sightings: list[Sighting] = []
-        graph = self.services.get("graph")
-        if graph is not None and claimed:
-            # Once for the batch, outside the savepoints: the handlers' facts then find it held.
-            await graph.lock(session)
         for plan in plans:
             if plan.raw.id not in claimed:
                 continue  # done meanwhile, or another process holds it
@@ -301,6 +297,7 @@ class Dispatcher:
             finally:
                 live.stop_deferring(session)
         await raw_events.mark_done(session, [i for i, o in outcomes.items() if o == "done"])
+        graph = self.services.get("graph")
         if graph is not None and sightings:
             # One bulk observe and one resolve for every fact of the batch.
             touched = await graph.attribute(session, sightings)

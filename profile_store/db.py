@@ -227,33 +227,14 @@ class Database:
             self._writers.close()
 
 
-_TAKE_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
-_HELD_LOCKS = "qianmian_held_locks"  # session.info: (root transaction, lock ids taken outside savepoints)
-
-
 async def lock_for(session: AsyncSession, lock_id: int) -> None:
     """Serialise one concern across processes until the transaction ends.
 
     PostgreSQL: a transaction-level advisory lock. SQLite: every transaction already holds the
     database's single write lock (BEGIN IMMEDIATE), so nothing more is needed.
-
-    A lock this transaction took outside any savepoint is held until it ends, so asking again
-    costs no round trip (a batch of callbacks asks once per callback). One taken inside a
-    savepoint is not remembered: rolling the savepoint back releases it.
     """
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    sync = session.sync_session
-    held = session.info.get(_HELD_LOCKS)
-    if held is not None and held[0] is sync.get_transaction() and lock_id in held[1]:
-        return
-    await session.execute(_TAKE_LOCK, {"k": lock_id})
-    root = sync.get_transaction()  # begun by the statement at the latest
-    if root is not None and not sync.in_nested_transaction():
-        if held is None or held[0] is not root:
-            taken: set[int] = set()
-            held = session.info[_HELD_LOCKS] = (root, taken)
-        held[1].add(lock_id)
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id})
 
 
 def _alembic_config(sync_conn: Any) -> Any:

@@ -484,12 +484,15 @@ class Dispatcher:
                         log.info("worker swept pending callbacks: %s", swept)
                     first = False
                     next_sweep = loop.time() + sweep_interval
-                raws = await self.fresh_pending(self.batch_size)
+                # On PostgreSQL a look (one row) is enough: the batch is claimed, and read, by
+                # `process_fresh`; elsewhere the rows read here are the batch.
+                claims = self.db.is_postgres
+                raws = await self.fresh_pending(1 if claims else self.batch_size)
                 limit = self.batch_size
                 if raws and self.yield_to is not None and not await self.yield_to(self.max_defer):
                     limit = self.busy_batch_size  # the edge is busy: a short write
                 if raws:
-                    if self.db.is_postgres:  # each worker claims a batch of its own, then prefetches
+                    if claims:  # each worker claims a batch of its own, then prefetches
                         outcomes = await self.process_fresh(limit)
                     else:
                         outcomes = await self.process_batch(raws[:limit])

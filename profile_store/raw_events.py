@@ -271,26 +271,21 @@ async def pending_ids(
     return [int(i) for i in (await session.execute(statement)).scalars()]
 
 
+def _fresh(limit: int) -> Any:
+    # pending and never attempted (the failed ones are the sweeper's, after a grace period)
+    return select(RAW).where(RAW.c.status == PENDING, RAW.c.attempts == 0).order_by(RAW.c.id).limit(limit)
+
+
 async def fresh_pending(session: AsyncSession, limit: int) -> list[StoredRawEvent]:
-    """New callbacks waiting for processing, oldest first: pending and never attempted (the
-    failed ones are the sweeper's, after a grace period)."""
-    statement = (
-        select(RAW).where(RAW.c.status == PENDING, RAW.c.attempts == 0).order_by(RAW.c.id).limit(limit)
-    )
-    return [_stored(row) for row in (await session.execute(statement)).all()]
+    """New callbacks waiting for processing, oldest first."""
+    return [_stored(row) for row in (await session.execute(_fresh(limit))).all()]
 
 
 async def claim_fresh(session: AsyncSession, limit: int) -> list[StoredRawEvent]:
     """PostgreSQL: lock up to `limit` new callbacks (as `fresh_pending` finds them) for this
     transaction, skipping those another transaction holds (FOR UPDATE SKIP LOCKED): several
     workers each take a batch of their own."""
-    statement = (
-        select(RAW)
-        .where(RAW.c.status == PENDING, RAW.c.attempts == 0)
-        .order_by(RAW.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
+    statement = _fresh(limit).with_for_update(skip_locked=True)
     return [_stored(row) for row in (await session.execute(statement)).all()]
 
 

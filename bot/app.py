@@ -163,7 +163,7 @@ def create_app(
     app.router.add_get("/metrics", _metrics)
     page = PortraitPage(settings, database, graph, links, lambda: services.get("wecom"))
     app.router.add_get("/p/{token}", page.handle)
-    app.router.add_get(CLAIM_ROUTE, ClaimPage(claims, lambda: services.get("wechat") or {}).handle)
+    app.router.add_get(CLAIM_ROUTE, ClaimPage(claims, database, metrics, lambda: services.get("wechat") or {}).handle)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await database.migrate()

@@ -11,8 +11,11 @@ to 10 000 customers). Tapped, it redirects to the card's landing page at WeChat 
 process, then reused), where the customer claims the card in WeChat itself — WeChat then tells
 us with its `user_get_card` event, which handlers/cards.py already records.
 
-Answers: a forged link 404, an expired one 410, a card no configured account owns 404, WeChat
-busy or unreachable 503 (try again: nothing is cached on failure).
+Answers: a forged link 404, an expired one 410, a link of a campaign since cancelled 410 (a
+retailer cancels a campaign to stop its coupon, e.g. a wrong amount: links already in customers'
+hands stop with it; a paused campaign's links keep working, its messages were sent), a card no
+configured account owns 404, WeChat busy or unreachable 503 (try again: nothing is cached on
+failure).
 """
 
 from __future__ import annotations
@@ -28,9 +31,12 @@ from aiohttp import web
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from bot import texts
+from bot.metrics import Metrics
 from bot.portrait_links import link_key
 from bot.settings import Settings
 from bot.tencent.errors import TencentAPIError, TencentError
+from profile_store.campaigns import campaign_status
+from profile_store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -97,26 +103,44 @@ class ClaimPage:
     """`GET /c/{token}` → 302 to the card's landing page at WeChat. `accounts` gives the official
     account clients (appid → OfficialAccountClient) once the app has made them."""
 
-    def __init__(self, links: ClaimLinks, accounts: Callable[[], Mapping[str, Any]]) -> None:
+    def __init__(
+        self, links: ClaimLinks, database: Database, metrics: Metrics, accounts: Callable[[], Mapping[str, Any]]
+    ) -> None:
         self.links = links
+        self.database = database
+        self.taps = metrics.claim_link_taps  # every tap counted by its answer: what the links did
         self.accounts = accounts
         self._landing: dict[str, str] = {}  # card_id → landing page URL (a page per card is enough)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        outcome, answer = await self._answer(request.match_info["token"])
+        self.taps.labels(outcome=outcome).inc()
+        if isinstance(answer, str):  # the landing page's URL
+            raise web.HTTPFound(answer, headers=HEADERS)
+        return answer
+
+    async def _answer(self, token: str) -> tuple[str, web.Response | str]:
+        """How this tap is answered (its outcome for the metric): a page, or where to redirect."""
         try:
-            link = self.links.read(request.match_info["token"])
+            link = self.links.read(token)
         except ClaimRefused as exc:
             if exc.reason == "expired":
-                return _page(410, texts.CLAIM_PAGE_EXPIRED)
-            return _page(404, texts.CLAIM_PAGE_FORGED)
+                return "expired", _page(410, texts.CLAIM_PAGE_EXPIRED)
+            return "forged", _page(404, texts.CLAIM_PAGE_FORGED)
+        # Read at every tap (taps are few): a cancel in any serve process stops the link in all.
+        async with self.database.read() as session:
+            status = await campaign_status(session, link.campaign_id)
+        if status == "cancelled":
+            log.info("claim link of cancelled campaign %s tapped", link.campaign_id)
+            return "cancelled", _page(410, texts.CLAIM_PAGE_CANCELLED)
         try:
             url = await self.landing_page(link.card_id)
         except TencentError as exc:
             log.warning("claim link of campaign %s: landing page of %s: %s", link.campaign_id, link.card_id, exc)
-            return _page(503, texts.CLAIM_PAGE_BUSY)
+            return "busy", _page(503, texts.CLAIM_PAGE_BUSY)
         if url is None:
-            return _page(404, texts.CLAIM_PAGE_NO_CARD)
-        raise web.HTTPFound(url, headers=HEADERS)
+            return "no_card", _page(404, texts.CLAIM_PAGE_NO_CARD)
+        return "redirected", url
 
     async def landing_page(self, card_id: str) -> str | None:
         """The card's landing page URL, made by the first configured account that owns the card;

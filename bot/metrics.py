@@ -78,6 +78,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.claim_link_taps = Counter(
+            "qianmian_claim_link_taps_total",
+            "Coupon claim links tapped, by answer (redirected to WeChat, or why not)",
+            ["outcome"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         """The exposition text: this process's metrics, or, when shared, every process's summed."""
         if self.shared_dir is None:

@@ -53,6 +53,8 @@ from bot.settings import Settings
 log = logging.getLogger("qianmian.serve")
 
 SHUTDOWN_TIMEOUT = 10.0
+METRICS_DIR_PREFIX = "qianmian-metrics-"  # a serve's own metrics directory under the temp dir
+METRICS_OWNER_FILE = "serve.pid"
 WORKER_COMMAND = ("-m", "bot.serve", "worker")
 SENDER_COMMAND = ("-m", "bot.serve", "sender")
 EDGE_COMMAND = ("-m", "bot.serve", "edge")
@@ -79,7 +81,7 @@ def settle_heap() -> int:
     CPython's full collection walks every tracked object. Under a flood of callbacks the young
     generations fill every few hundred requests and a full collection followed every few
     seconds, walking the whole start-up heap each time: a pause of tens of milliseconds, the
-    p99 of `bench/callbacks.py` (38-128 ms before, 6-7 ms after, PostgreSQL, measured). Only for
+    p99 of `bench/callbacks.py` (38-128 ms before, 6-10 ms after, PostgreSQL, measured). Only for
     a `serve` process, once its app is up: objects frozen are never freed, which suits what lives
     as long as the process and nothing else (a test process, making app after app, must not)."""
     gc.collect()
@@ -140,7 +142,12 @@ def _shared_metrics(needed: bool) -> Iterator[None]:
         yield
         return
     given = os.environ.get(SHARED_DIR_ENV)
-    directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="qianmian-metrics-"))
+    if given:
+        directory = Path(given)
+    else:
+        sweep_orphaned_metrics(Path(tempfile.gettempdir()))
+        directory = Path(tempfile.mkdtemp(prefix=METRICS_DIR_PREFIX))
+        (directory / METRICS_OWNER_FILE).write_text(str(os.getpid()))
     if given:
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob("*.db"):  # counters of a previous run must not add up with ours
@@ -151,6 +158,33 @@ def _shared_metrics(needed: bool) -> Iterator[None]:
     finally:
         if not given:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+def sweep_orphaned_metrics(parent: Path) -> list[Path]:
+    """Remove the temporary metrics directories of serves that died without removing their own
+    (SIGKILL, the OOM killer): each names its owner's pid, a directory whose owner is gone is
+    removed. One without a readable owner is left alone (it may be being made right now); one
+    whose pid was reused stays until that process is gone too. The directories removed."""
+    removed = []
+    for directory in parent.glob(METRICS_DIR_PREFIX + "*"):
+        try:
+            owner = int((directory / METRICS_OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if not _alive(owner):
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def _run_edge(

@@ -638,6 +638,7 @@ CLAIM_LANDING_TITLE = "领取您的专属优惠券"
 CLAIM_PAGE_TITLE = "领取优惠券"
 CLAIM_PAGE_FORGED = "领券链接无效，请从收到的消息中重新打开。"
 CLAIM_PAGE_EXPIRED = "这个领券链接已过期。"
+CLAIM_PAGE_CANCELLED = "这个活动已结束，优惠券不能再领取了。"
 CLAIM_PAGE_NO_CARD = "这张优惠券已下架或不存在。"
 CLAIM_PAGE_BUSY = "优惠券暂时领取不了，请稍后再试。"
 # Reports over a segment named in the command ("统计价格导向会员上个月的销售额": nlp/parse.py,

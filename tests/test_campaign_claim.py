@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from bot import texts
-from bot.app import CAMPAIGNS, create_app
+from bot.app import CAMPAIGNS, METRICS, create_app
 from bot.claim_links import ClaimLinks
 from bot.simulator.server import TencentSimulator
 from profile_store.db import Database
@@ -152,6 +152,11 @@ async def test_refused_links(db: Database, sim: TencentSimulator, bot: Any) -> N
     assert status == 503 and texts.CLAIM_PAGE_BUSY in body
     status, _ = await tap(other)
     assert status == 302
+    # every tap counted by its answer, for the operator's /metrics
+    registry = bot.app[METRICS].registry
+    taps = {o: registry.get_sample_value("qianmian_claim_link_taps_total", {"outcome": o})
+            for o in ("forged", "expired", "no_card", "busy", "redirected", "cancelled")}
+    assert taps == {"forged": 1, "expired": 1, "no_card": 1, "busy": 1, "redirected": 2, "cancelled": None}
 
 
 async def test_simulator_landing_page_errors(sim: TencentSimulator) -> None:
@@ -187,3 +192,29 @@ async def test_a_message_sent_late_carries_a_link_that_works(db: Database, sim: 
     [message] = sim.sms.messages
     link = message.text.rsplit(texts.CLAIM_SMS_SUFFIX.format(url=""), 1)[1]
     assert (await bot.get(path_of(link), allow_redirects=False)).status == 302
+
+
+async def test_a_cancelled_campaign_stops_its_links_a_paused_one_does_not(
+    db: Database, sim: TencentSimulator, bot: Any
+) -> None:
+    from profile_store.campaigns import change_status
+
+    shop = Shop(db, PiiVault(TEST_SECRET), sim)
+    cid = await shop.campaign("停券", [{"name": "A", "content": "送您30元无门槛券", "coupon": {"card_id": CARD}}])
+    link = ClaimLinks(TEST_SECRET, PUBLIC_URL).url(cid, "A", CARD, sent_from=time.time())
+
+    async def tap() -> tuple[int, str]:
+        answer = await bot.get(path_of(link), allow_redirects=False)
+        return answer.status, await answer.text()
+
+    async def change(action: str) -> None:
+        async with db.transaction() as session:
+            assert await change_status(session, cid, action) is not None
+
+    assert (await tap())[0] == 302
+    await change("pause")  # its messages were sent: the coupons in customers' hands stay good
+    assert (await tap())[0] == 302
+    await change("cancel")
+    status, body = await tap()
+    assert status == 410 and texts.CLAIM_PAGE_CANCELLED in body
+    assert len(sim.calls(LANDING)) == 2  # a cancelled link never reaches WeChat (40073, then the page)

@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 from sqlalchemy import text
 
+from bot.serve import METRICS_DIR_PREFIX, METRICS_OWNER_FILE, sweep_orphaned_metrics
 from bot.simulator.driver import CallbackDriver
 from bot.simulator.server import TencentSimulator
 from profile_store.db import Database
@@ -304,8 +305,35 @@ async def test_two_edges_share_the_port_and_go_with_their_supervisor(
             first.kill()  # SIGKILL: no cleanup in the first edge
             first.wait()
             assert await _gone(replaced), "the extra edge and the worker stop once their edge is gone"
+            # what the SIGKILL left: the killed edge's metrics directory, which the next serve removes
+            [left] = tmp_path.glob(METRICS_DIR_PREFIX + "*")
+            assert (left / METRICS_OWNER_FILE).read_text() == str(first.pid)
+            assert sweep_orphaned_metrics(tmp_path) == [left] and not left.exists()
     finally:
         await db.dispose()
+
+
+def test_only_metrics_directories_of_dead_serves_are_swept(tmp_path: Path) -> None:
+    gone_pid = subprocess.Popen(["true"])  # a pid that has exited
+    gone_pid.wait()
+    layout = {
+        "gone": str(gone_pid.pid),  # its serve is dead: removed
+        "mine": str(os.getpid()),  # alive: kept
+        "unmarked": None,  # no owner file yet (being made): kept
+        "garbled": "not a pid",  # kept
+    }
+    for name, owner in layout.items():
+        directory = tmp_path / f"{METRICS_DIR_PREFIX}{name}"
+        directory.mkdir()
+        (directory / "counter_1.db").write_bytes(b"\0" * 16)
+        if owner is not None:
+            (directory / METRICS_OWNER_FILE).write_text(owner)
+    (tmp_path / "other-dir").mkdir()  # not ours
+    (tmp_path / "other-dir" / METRICS_OWNER_FILE).write_text(str(gone_pid.pid))
+    assert sweep_orphaned_metrics(tmp_path) == [tmp_path / f"{METRICS_DIR_PREFIX}gone"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["other-dir", *(f"{METRICS_DIR_PREFIX}{n}" for n in ("mine", "unmarked", "garbled"))]
+    )
 
 
 async def test_a_sender_process_sends_what_the_one_process_bot_commits(

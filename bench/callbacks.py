@@ -33,7 +33,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import aiohttp
-from cpu_share import snapshot, us_per_request  # bench/ is on the path when run as a script
+from children import stop_children_on_sigterm  # bench/ is on the path when run as a script
+from cpu_share import snapshot, us_per_request
 from sqlalchemy import text
 
 from bot.crypto import MessageCrypto, signature
@@ -264,4 +265,5 @@ async def main() -> dict[str, object]:
 
 
 if __name__ == "__main__":
+    stop_children_on_sigterm()
     print(json.dumps(asyncio.run(main()), ensure_ascii=False))

@@ -35,6 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: the segment bench's helpers
 
+from children import stop_children_on_sigterm  # bench/ is on the path when run as a script
 from segments import admin  # the same throwaway-database helper as the segment bench
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -346,4 +347,5 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
+    stop_children_on_sigterm()
     sys.exit(asyncio.run(main()))

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from children import stop_children_on_sigterm  # bench/ is on the path when run as a script
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -182,6 +183,7 @@ def fresh_pg(admin_url: str, name: str) -> str:
 
 
 if __name__ == "__main__":
+    stop_children_on_sigterm()
     out = main()
     if out:
         print(json.dumps(out, ensure_ascii=False))

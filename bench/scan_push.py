@@ -33,6 +33,7 @@ from typing import Any
 
 import aiohttp
 from callbacks import AES_KEY, TOKEN, free_port, wait_ready  # bench/ is on the path when run as a script
+from children import stop_children_on_sigterm
 from importing import fresh_pg
 from sqlalchemy import text
 
@@ -237,4 +238,5 @@ async def main() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    stop_children_on_sigterm()
     print(json.dumps(asyncio.run(main()), ensure_ascii=False))

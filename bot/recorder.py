@@ -32,15 +32,11 @@ class RecorderStopped(RuntimeError):
 
 
 class Recorder:
-    def __init__(self, db: Database, *, max_batch: int = 500, checkpoint_every: float = 1.0) -> None:
-        self.db = db
+    def __init__(self, db: Database, *, max_batch: int = 500) -> None:
         self.inbox = raw_events.InboxWriter(db)
         self.max_batch = max_batch
-        self.checkpoint_every = checkpoint_every  # SQLite: the WAL is checkpointed beside the writer
-        self.checkpoints = 0  # how many found pages to copy (SQLite)
         self._queue: asyncio.Queue[tuple[NewRawEvent, asyncio.Future[Recorded]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
-        self._checkpointer: asyncio.Task[None] | None = None
         self._stopping = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -49,16 +45,10 @@ class Recorder:
     async def start(self) -> None:
         self._stopping = False
         self._writer = asyncio.create_task(self._run(), name="raw-event-recorder")
-        if not self.db.is_postgres:
-            self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="raw-event-checkpoints")
 
     async def stop(self) -> None:
         """Write what is queued, then stop."""
         self._stopping = True
-        if self._checkpointer is not None:
-            self._checkpointer.cancel()
-            await asyncio.gather(self._checkpointer, return_exceptions=True)
-            self._checkpointer = None
         if self._writer is not None:
             await self._queue.join()
             self._writer.cancel()
@@ -114,18 +104,6 @@ class Recorder:
                     self._queue.task_done()
                 if self._queue.empty():
                     self._idle.set()
-
-    async def _checkpoint_loop(self) -> None:
-        """SQLite: the recording connection leaves the WAL to this (raw_events.InboxWriter)."""
-        while True:
-            await asyncio.sleep(self.checkpoint_every)
-            try:
-                pages = await self.inbox.checkpoint()
-            except Exception as exc:  # the next round tries again; the WAL only grows meanwhile
-                log.warning("WAL checkpoint failed: %r", exc)
-                continue
-            if pages is not None and pages[0] > 0:
-                self.checkpoints += 1
 
     async def _write(self, batch: list[tuple[NewRawEvent, asyncio.Future[Recorded]]]) -> None:
         # One row per dedupe key: a retry arriving in the same batch as its original is a duplicate.

@@ -73,9 +73,8 @@ class _KeptConnection:
     hot statements: opened at first use, dropped (invalidated) after a failure so the next use
     opens a fresh one."""
 
-    def __init__(self, engine: AsyncEngine, *, sqlite_setup: Sequence[str] = ()) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.sqlite_setup = sqlite_setup  # statements run once on a new SQLite connection
         self._conn: AsyncConnection | None = None
         self._driver: Any = None
 
@@ -84,15 +83,10 @@ class _KeptConnection:
             conn = await self.engine.connect()
             try:
                 raw = await conn.get_raw_connection()
-                driver: Any = raw.driver_connection
-                if conn.dialect.name == "sqlite":
-                    for statement in self.sqlite_setup:
-                        async with driver.execute(statement):
-                            pass
             except BaseException:
                 await conn.close()
                 raise
-            self._conn, self._driver = conn, driver
+            self._conn, self._driver = conn, raw.driver_connection
         return self._driver
 
     async def close(self, *, invalidate: bool = False) -> None:
@@ -133,19 +127,9 @@ class InboxWriter:
         " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key"
     )
 
-    # SQLite: the connection that records does not checkpoint the WAL itself. With the default
-    # (after a commit that takes the WAL past 1000 pages) about every 0.6 s of a flood one batch's
-    # commit also copied 4 MB into the database file and synced it, and every request waiting for
-    # the next batch waited for that too. `checkpoint()` does it on a connection of its own, beside
-    # the writer (WAL mode lets a PASSIVE checkpoint run while others write); the Recorder calls it
-    # every second. The other connections keep SQLite's automatic checkpoints.
-    _SQLITE_SETUP = ("PRAGMA wal_autocheckpoint=0",)
-    _CHECKPOINT = "PRAGMA wal_checkpoint(PASSIVE)"
-
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._kept = _KeptConnection(db.engine, sqlite_setup=self._SQLITE_SETUP)
-        self._checkpointer = _KeptConnection(db.engine)
+        self._kept = _KeptConnection(db.engine)
         self._prepared: Any = None  # asyncpg prepared statement, of the kept connection
 
     async def write(self, events: Sequence[NewRawEvent]) -> dict[str, int]:
@@ -178,26 +162,9 @@ class InboxWriter:
             raise
         return {str(key): int(row_id) for row_id, key in rows}
 
-    async def checkpoint(self) -> tuple[int, int] | None:
-        """SQLite: copy what the WAL holds into the database file, without waiting for (or holding
-        up) anyone: (pages in the WAL, pages copied); when the two are equal the next write starts
-        the WAL from its beginning again. None on PostgreSQL, which checkpoints by itself."""
-        if self.db.is_postgres:
-            return None
-        try:
-            driver = await self._checkpointer.driver()
-            async with driver.execute(self._CHECKPOINT) as cursor:
-                row = await cursor.fetchone()
-        except BaseException:
-            await self._checkpointer.close(invalidate=True)
-            raise
-        # (busy, pages in the WAL, pages checkpointed); -1, -1 when the database is not in WAL mode
-        return (int(row[1]), int(row[2])) if row else None
-
     async def close(self, *, invalidate: bool = False) -> None:
         self._prepared = None
         await self._kept.close(invalidate=invalidate)
-        await self._checkpointer.close()
 
 
 class InboxWatch:

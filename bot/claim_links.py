@@ -35,7 +35,7 @@ from bot.metrics import Metrics
 from bot.portrait_links import link_key
 from bot.settings import Settings
 from bot.tencent.errors import TencentAPIError, TencentError
-from profile_store.campaigns import campaign_status
+from profile_store.campaigns import get_campaign
 from profile_store.db import Database
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,8 @@ class ClaimPage:
             return "forged", _page(404, texts.CLAIM_PAGE_FORGED)
         # Read at every tap (taps are few): a cancel in any serve process stops the link in all.
         async with self.database.read() as session:
-            status = await campaign_status(session, link.campaign_id)
-        if status == "cancelled":
+            campaign = await get_campaign(session, link.campaign_id)
+        if campaign is not None and campaign.status == "cancelled":
             log.info("claim link of cancelled campaign %s tapped", link.campaign_id)
             return "cancelled", _page(410, texts.CLAIM_PAGE_CANCELLED)
         try:

@@ -222,21 +222,15 @@ class Dispatcher:
     async def process_batch(self, raws: Sequence[StoredRawEvent]) -> dict[int, str]:
         """Process callbacks in ONE transaction, each in its own savepoint: a failing callback
         rolls back alone and counts an attempt; the others commit with one identity resolve."""
-        started = time.perf_counter()
+        if not raws:
+            return {}
         # Prefetches (Tencent lookups) of a batch run side by side, before the transaction.
         plans = await self._plans(raws)
-        outcomes: dict[int, str] = {raw.id: "skipped" for raw in raws}
-        failures: list[tuple[_Plan, Exception]] = []
-        try:
-            async with self.db.transaction() as session:
-                claimed = await raw_events.claim_many(session, [plan.raw.id for plan in plans])
-                failures = await self._apply_batch(session, plans, claimed, outcomes)
-        except Exception as exc:
-            if len(plans) > 1:  # find the culprit: one transaction per callback
-                return await self._one_by_one(plans, outcomes)
-            if plans:
-                failures = self._batch_failed(plans[0], exc, outcomes)
-        return await self._finish(outcomes, failures, started)
+
+        async def claim(session: Any) -> set[int]:
+            return await raw_events.claim_many(session, [plan.raw.id for plan in plans])
+
+        return await self._in_one_transaction(claim, plans, {raw.id: "skipped" for raw in raws})
 
     async def process_fresh(self, limit: int) -> dict[int, str]:
         """A worker's batch on PostgreSQL: claim up to `limit` new callbacks first (locked for this
@@ -249,16 +243,30 @@ class Dispatcher:
         takes its own batch. The claim holds row locks on `raw_event` only while WeCom answers
         the lookups: the edges insert new rows and the sweeper skips locked ones, so nobody
         waits. Not on SQLite, where a transaction holds the one write lock (edges included)."""
-        started = time.perf_counter()
-        outcomes: dict[int, str] = {}
-        failures: list[tuple[_Plan, Exception]] = []
         plans: list[_Plan] = []
+        outcomes: dict[int, str] = {}
+
+        async def claim(session: Any) -> set[int]:
+            raws = await raw_events.claim_fresh(session, limit)
+            outcomes.update({raw.id: "skipped" for raw in raws})
+            plans.extend(await self._plans(raws))
+            return {raw.id for raw in raws}
+
+        return await self._in_one_transaction(claim, plans, outcomes)
+
+    async def _in_one_transaction(
+        self, claim: Callable[[Any], Awaitable[set[int]]], plans: list[_Plan], outcomes: dict[int, str]
+    ) -> dict[int, str]:
+        """A batch's transaction: `claim` (which may also find the batch, filling `plans` and
+        `outcomes`) returns the ids this transaction holds; then each is applied. When the
+        transaction itself fails, the batch is retried one callback per transaction to find
+        the culprit."""
+        started = time.perf_counter()
+        failures: list[tuple[_Plan, Exception]] = []
         try:
             async with self.db.transaction() as session:
-                raws = await raw_events.claim_fresh(session, limit)
-                outcomes = {raw.id: "skipped" for raw in raws}
-                plans = await self._plans(raws)
-                failures = await self._apply_batch(session, plans, {raw.id for raw in raws}, outcomes)
+                claimed = await claim(session)
+                failures = await self._apply_batch(session, plans, claimed, outcomes)
         except Exception as exc:
             if len(plans) > 1:  # the rollback released the claims: one transaction per callback
                 return await self._one_by_one(plans, outcomes)

@@ -144,14 +144,13 @@ def _shared_metrics(needed: bool) -> Iterator[None]:
     given = os.environ.get(SHARED_DIR_ENV)
     if given:
         directory = Path(given)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):  # counters of a previous run must not add up with ours
+            stale.unlink()
     else:
         sweep_orphaned_metrics(Path(tempfile.gettempdir()))
         directory = Path(tempfile.mkdtemp(prefix=METRICS_DIR_PREFIX))
         (directory / METRICS_OWNER_FILE).write_text(str(os.getpid()))
-    if given:
-        directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob("*.db"):  # counters of a previous run must not add up with ours
-            stale.unlink()
     share_between_processes(directory)
     try:
         yield
@@ -179,11 +178,11 @@ def sweep_orphaned_metrics(parent: Path) -> list[Path]:
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process: alive
-        return True
+        pass
     return True
 
 

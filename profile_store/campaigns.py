@@ -602,13 +602,6 @@ async def campaign_state(session: AsyncSession, name: str) -> CampaignState | No
     return None if row is None else CampaignState(int(row[0]), str(row[1]), str(row[2]), int(row[3]))
 
 
-async def campaign_status(session: AsyncSession, campaign_id: int) -> str | None:
-    """The campaign's status (draft, scheduled, running, paused, done, cancelled); None when there
-    is no such campaign."""
-    status = (await session.execute(text("SELECT status FROM campaign WHERE id = :c"), {"c": campaign_id})).scalar()
-    return None if status is None else str(status)
-
-
 async def change_status(session: AsyncSession, campaign_id: int, action: str) -> str | None:
     """Pause, resume or cancel; the new status, or None when the campaign's status does not allow
     it. A cancelled campaign's waiting rows end as `expired` at once (nothing of it is sent)."""

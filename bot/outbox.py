@@ -3,8 +3,9 @@
 Rows are written by handlers in the callback's own transaction (profile_store/outbox.py). The
 sender is woken right after each batch commits, so a card leaves within milliseconds of the
 callback being processed; it also looks every `interval` seconds for retries and for rows a dead
-process left behind (their lease runs out). Each row is sent, then marked in its own short
-transaction; a Tencent failure (after the client's own retries of -1/45009/45033/timeouts and
+process left behind (their lease runs out). A round claims up to `batch` rows, reads what they
+need (portraits, guides, stores, templates) in as few sessions as it can, sends them, and marks
+them all in one short transaction; a Tencent failure (after the client's own retries of -1/45009/45033/timeouts and
 its token refresh) reschedules the row with backoff until the message stops making sense (a
 welcome code lives 20 s; a card is worth sending for as long as its link is valid).
 """
@@ -15,7 +16,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,9 @@ from profile_store import outbox
 from profile_store.db import Database
 from profile_store.identity import IdentityGraph
 from profile_store.lookup import find_person
-from profile_store.outbox import OutboxItem
+from profile_store.outbox import OutboxItem, Outcome
 from profile_store.portrait import Portrait, portrait
-from profile_store.staff import staff_of, store_name
+from profile_store.staff import Staff, staff_by_id, store_names
 from profile_store.welcome import Template, stored_templates
 
 log = logging.getLogger(__name__)
@@ -61,13 +62,14 @@ Send = Callable[[OutboxItem], Awaitable[str | None]]
 
 
 @dataclass(frozen=True)
-class Delivery:
-    """What became of one row this round: sent | failed | expired | retry (in `retry_in` s)."""
+class RoundReads:
+    """What a round's rows need beyond their portraits, read once for all of them (one read
+    session per round rather than one or two per row): the welcome guides, the stores named on
+    cards and welcomes, the welcome templates (a marketer's edit applies from the next round)."""
 
-    status: str
-    person: str | None = None  # the person a sent row turned out to be about
-    note: str = ""  # the error, or why a "sent" needed no send
-    retry_in: float = 0.0
+    staff: dict[str, Staff] = field(default_factory=dict)
+    stores: dict[str, str] = field(default_factory=dict)
+    templates: dict[str, Template] = field(default_factory=dict)
 
 
 class OutboxSender:
@@ -104,7 +106,7 @@ class OutboxSender:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._portraits: dict[str, asyncio.Future[tuple[str, Portrait]]] = {}
-        self._templates: dict[str, Template] | None = None
+        self._reads = RoundReads()
         self._senders: dict[str, Send] = {
             "portrait": self._portrait,
             "welcome": self._welcome,
@@ -172,17 +174,27 @@ class OutboxSender:
         if not due:
             return 0
         self._portraits = {}
-        self._templates = None
-        outcomes = await asyncio.gather(*(self._deliver(item) for item in due))
+        try:
+            self._reads = await self._read_round(due)
+        except Exception as exc:  # the database is away: the whole round is retried
+            outcomes = [self._retry(item, exc) for item in due]
+        else:
+            outcomes = list(await asyncio.gather(*(self._deliver(item) for item in due)))
         async with self.db.transaction() as session:
-            for item, done in zip(due, outcomes, strict=True):
-                if done.status == "sent":
-                    await outbox.mark_sent(session, item.id, person_id=done.person, note=done.note)
-                elif done.status == "retry":
-                    await outbox.mark_retry(session, item.id, done.note, timedelta(seconds=done.retry_in))
-                else:
-                    await outbox.mark_ended(session, item.id, done.status, done.note)
+            await outbox.mark_outcomes(session, outcomes)
         return len(due)
+
+    async def _read_round(self, due: list[OutboxItem]) -> RoundReads:
+        guides = {str(i.payload.get("guide") or "") for i in due if i.kind == "welcome"} - {""}
+        stores = {str(i.payload.get("store_id") or "") for i in due if i.kind == "portrait"} - {""}
+        if not guides and not stores:
+            return RoundReads()
+        async with self.db.read() as session:
+            staff = await staff_by_id(session, guides)
+            stores |= {member.store_id for member in staff.values() if member.store_id}
+            names = await store_names(session, stores)
+            templates = await stored_templates(session) if guides else {}
+        return RoundReads(staff, names, templates)
 
     async def drain(self, rounds: int = 50) -> None:
         """Send until nothing is due (demo, tests)."""
@@ -192,36 +204,36 @@ class OutboxSender:
 
     # ------------------------------------------------------------------ one row
 
-    async def _deliver(self, item: OutboxItem) -> Delivery:
+    async def _deliver(self, item: OutboxItem) -> Outcome:
         async with self._limit:
             try:
                 if item.expires_at is not None and datetime.now(UTC) >= item.expires_at:
                     raise Expired("expired before it could be sent")
                 person = await self._senders[item.kind](item)
-                result = Delivery("sent", person=person)
+                result = Outcome(item.id, outbox.SENT, person_id=person)
             except AlreadyDone as exc:
                 log.info("outbox %s: %s", item.key, exc)
-                result = Delivery("sent", note=str(exc))
+                result = Outcome(item.id, outbox.SENT, note=str(exc))
             except (Undeliverable, Expired, KeyError) as exc:
-                outcome = "expired" if isinstance(exc, Expired) else "failed"
+                outcome = outbox.EXPIRED if isinstance(exc, Expired) else outbox.FAILED
                 log.warning("outbox %s not sent (%s): %s", item.key, outcome, exc)
-                result = Delivery(outcome, note=repr(exc))
+                result = Outcome(item.id, outcome, note=repr(exc))
             except Exception as exc:
                 result = self._retry(item, exc)
             if self.metrics is not None:
                 self.metrics.outbox_messages.labels(kind=item.kind, outcome=result.status).inc()
             return result
 
-    def _retry(self, item: OutboxItem, exc: Exception) -> Delivery:
+    def _retry(self, item: OutboxItem, exc: Exception) -> Outcome:
         if not isinstance(exc, TencentError):
             self.errors.report(exc, where="outbox", key=item.key)
         busy = isinstance(exc, TencentAPIError) and exc.errcode == WELCOME_BUSY
         backoff = 1.0 if busy else min(MAX_BACKOFF, 2.0 * 2 ** min(item.attempts, 10))
         if item.expires_at is not None and datetime.now(UTC) + timedelta(seconds=backoff) >= item.expires_at:
             log.warning("outbox %s expired after %d attempts: %s", item.key, item.attempts + 1, exc)
-            return Delivery(outbox.EXPIRED, note=repr(exc))
+            return Outcome(item.id, outbox.EXPIRED, note=repr(exc))
         log.warning("outbox %s failed (retry in %.0fs): %s", item.key, backoff, exc)
-        return Delivery("retry", note=repr(exc), retry_in=backoff)
+        return Outcome(item.id, outbox.RETRY, note=repr(exc), retry_in=timedelta(seconds=backoff))
 
     async def _portrait_of(self, item: OutboxItem) -> tuple[str, Portrait]:
         """The person a row is about and their portrait, read once per person per round (a scan
@@ -258,8 +270,7 @@ class OutboxSender:
         guide = item.payload["guide"]
         store_id = item.payload.get("store_id") or ""
         person, data = await self._portrait_of(item)
-        async with self.db.read() as session:
-            store = await store_name(session, store_id) if store_id else None
+        store = self._reads.stores.get(store_id) if store_id else None
         link_id = hashlib.sha256(item.key.encode()).hexdigest()[:16]
         token, _link = self.links.issue(person, guide, link_id=link_id, issued_at=item.created_at.timestamp())
         card = portrait_card(data, url=self.links.url(token), store=store, scanned=bool(item.payload.get("scanned")))
@@ -277,13 +288,9 @@ class OutboxSender:
         """`send_welcome_msg` with the contact's code, in the words its tags call for."""
         guide = item.payload["guide"]
         person, data = await self._portrait_of(item)
-        async with self.db.read() as session:
-            staff = await staff_of(session, guide)
-            store = await store_name(session, staff.store_id) if staff and staff.store_id else None
-            if self._templates is None:  # once a round: a marketer's edit applies from the next
-                self._templates = await stored_templates(session)
-            templates = self._templates
-        template = template_for(welcome_kind(data.tags, data.metrics), templates)
+        staff = self._reads.staff.get(guide)
+        store = self._reads.stores.get(staff.store_id) if staff and staff.store_id else None
+        template = template_for(welcome_kind(data.tags, data.metrics), self._reads.templates)
         body = render(template, guide=staff.name if staff else None, store=store)
         try:
             await self._wecom().send_welcome_msg(

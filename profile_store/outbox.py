@@ -9,7 +9,7 @@ so several `serve` processes share the work), sends, and marks them sent, retrie
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +21,7 @@ from profile_store.bulk import dialect_of
 from profile_store.times import read_utc as _aware
 
 PENDING, SENT, FAILED, EXPIRED = "pending", "sent", "failed", "expired"
+RETRY = "retry"  # an outcome, not a status: the row stays pending, due again later
 LEASE_SECONDS = 60  # a claimed row comes back after this if its sender died mid-send
 
 _AT = DateTime(timezone=True)
@@ -55,9 +56,7 @@ async def enqueue(
             "INSERT INTO outbox (key, kind, person_id, payload, status, attempts, next_attempt_at, expires_at,"
             " created_at, last_error) VALUES (:key, :kind, :person, :payload, :pending, 0, :due, :expires, :now, '')"
             " ON CONFLICT (key) DO NOTHING"
-        ).bindparams(
-            bindparam("due", type_=_AT), bindparam("expires", type_=_AT), bindparam("now", type_=_AT)
-        ),
+        ).bindparams(bindparam("due", type_=_AT), bindparam("expires", type_=_AT), bindparam("now", type_=_AT)),
         {
             "key": key,
             "kind": kind,
@@ -98,9 +97,7 @@ async def claim_due(session: AsyncSession, limit: int, *, now: datetime | None =
     ).all()
     if rows:
         await session.execute(
-            text("UPDATE outbox SET next_attempt_at = :until WHERE id = :id").bindparams(
-                bindparam("until", type_=_AT)
-            ),
+            text("UPDATE outbox SET next_attempt_at = :until WHERE id = :id").bindparams(bindparam("until", type_=_AT)),
             [{"until": now + timedelta(seconds=LEASE_SECONDS), "id": r[0]} for r in rows],
         )
     return [
@@ -118,31 +115,53 @@ async def claim_due(session: AsyncSession, limit: int, *, now: datetime | None =
     ]
 
 
-async def mark_sent(session: AsyncSession, item_id: int, *, person_id: str | None = None, note: str = "") -> None:
-    await session.execute(
-        text(
-            "UPDATE outbox SET status = :sent, sent_at = :now, attempts = attempts + 1, last_error = :note,"
-            " person_id = COALESCE(:person, person_id) WHERE id = :id"
-        ).bindparams(bindparam("now", type_=_AT)),
-        {"sent": SENT, "now": datetime.now(UTC), "id": item_id, "person": person_id, "note": note[:500]},
-    )
+@dataclass(frozen=True)
+class Outcome:
+    """What a sending round did with one row: sent | retry (after `retry_in`) | failed | expired."""
+
+    item_id: int
+    status: str
+    note: str = ""
+    person_id: str | None = None  # sent: the person the row turned out to be about
+    retry_in: timedelta = timedelta(0)
 
 
-async def mark_retry(session: AsyncSession, item_id: int, error: str, retry_in: timedelta) -> None:
-    await session.execute(
-        text(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = :err, next_attempt_at = :at WHERE id = :id"
-        ).bindparams(bindparam("at", type_=_AT)),
-        {"err": error[:500], "at": datetime.now(UTC) + retry_in, "id": item_id},
-    )
-
-
-async def mark_ended(session: AsyncSession, item_id: int, status: str, error: str) -> None:
-    """A message that will never go out: `failed` (Tencent refused it for good) or `expired`."""
-    await session.execute(
-        text("UPDATE outbox SET status = :status, attempts = attempts + 1, last_error = :err WHERE id = :id"),
-        {"status": status, "err": error[:500], "id": item_id},
-    )
+async def mark_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
+    """Write a round's outcomes: one statement per kind of outcome, executed for all its rows
+    (the rows of one round are marked together, in one short transaction)."""
+    now = datetime.now(UTC)
+    sent = [
+        {"sent": SENT, "now": now, "id": o.item_id, "person": o.person_id, "note": o.note[:500]}
+        for o in outcomes
+        if o.status == SENT
+    ]
+    retries = [{"err": o.note[:500], "at": now + o.retry_in, "id": o.item_id} for o in outcomes if o.status == RETRY]
+    ended = [
+        {"status": o.status, "err": o.note[:500], "id": o.item_id} for o in outcomes if o.status in (FAILED, EXPIRED)
+    ]
+    if len(sent) + len(retries) + len(ended) != len(outcomes):
+        raise ValueError(f"unknown outcome in {sorted({o.status for o in outcomes})}")
+    if sent:
+        await session.execute(
+            text(
+                "UPDATE outbox SET status = :sent, sent_at = :now, attempts = attempts + 1, last_error = :note,"
+                " person_id = COALESCE(:person, person_id) WHERE id = :id"
+            ).bindparams(bindparam("now", type_=_AT)),
+            sent,
+        )
+    if retries:
+        await session.execute(
+            text(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = :err, next_attempt_at = :at WHERE id = :id"
+            ).bindparams(bindparam("at", type_=_AT)),
+            retries,
+        )
+    if ended:
+        # A message that will never go out: `failed` (Tencent refused it for good) or `expired`.
+        await session.execute(
+            text("UPDATE outbox SET status = :status, attempts = attempts + 1, last_error = :err WHERE id = :id"),
+            ended,
+        )
 
 
 async def counts(session: AsyncSession) -> dict[str, int]:
@@ -157,16 +176,21 @@ async def items(session: AsyncSession, *, kind: str | None = None) -> list[dict[
     rows = (
         await session.execute(
             text(
-                "SELECT id, key, kind, person_id, payload, status, attempts, last_error FROM outbox"
-                f"{where} ORDER BY id"
+                f"SELECT id, key, kind, person_id, payload, status, attempts, last_error FROM outbox{where} ORDER BY id"
             ),
             {"kind": kind} if kind else {},
         )
     ).all()
     return [
         {
-            "id": r[0], "key": r[1], "kind": r[2], "person_id": r[3], "payload": json.loads(r[4]),
-            "status": r[5], "attempts": r[6], "last_error": r[7],
+            "id": r[0],
+            "key": r[1],
+            "kind": r[2],
+            "person_id": r[3],
+            "payload": json.loads(r[4]),
+            "status": r[5],
+            "attempts": r[6],
+            "last_error": r[7],
         }
         for r in rows
     ]

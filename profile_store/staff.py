@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 ROLES = ("guide", "manager", "marketer", "admin")
@@ -19,12 +20,22 @@ class Staff:
 
 
 async def staff_of(session: AsyncSession, userid: str) -> Staff | None:
-    row = (
+    return (await staff_by_id(session, [userid])).get(userid)
+
+
+async def staff_by_id(session: AsyncSession, userids: Collection[str]) -> dict[str, Staff]:
+    """userid → Staff for those of `userids` in guides.csv (one query for many)."""
+    if not userids:
+        return {}
+    rows = (
         await session.execute(
-            text("SELECT guide_id, name, store_id, role FROM guide WHERE guide_id = :u"), {"u": userid}
+            text("SELECT guide_id, name, store_id, role FROM guide WHERE guide_id IN :u").bindparams(
+                bindparam("u", expanding=True)
+            ),
+            {"u": sorted(set(userids))},
         )
-    ).first()
-    return Staff(row[0], row[1] or "", row[2] or "", row[3] or "guide") if row else None
+    ).all()
+    return {r[0]: Staff(r[0], r[1] or "", r[2] or "", r[3] or "guide") for r in rows}
 
 
 async def store_guides(session: AsyncSession, store_id: str) -> list[str]:
@@ -44,8 +55,20 @@ async def store_guides(session: AsyncSession, store_id: str) -> list[str]:
 
 
 async def store_name(session: AsyncSession, store_id: str) -> str | None:
-    row = (await session.execute(text("SELECT name FROM store WHERE store_id = :s"), {"s": store_id})).first()
-    return (row[0] or store_id) if row else None
+    return (await store_names(session, [store_id])).get(store_id)
+
+
+async def store_names(session: AsyncSession, store_ids: Collection[str]) -> dict[str, str]:
+    """store_id → its name (the id when the name is blank) for the known ones of `store_ids`."""
+    if not store_ids:
+        return {}
+    rows = (
+        await session.execute(
+            text("SELECT store_id, name FROM store WHERE store_id IN :s").bindparams(bindparam("s", expanding=True)),
+            {"s": sorted(set(store_ids))},
+        )
+    ).all()
+    return {r[0]: r[1] or r[0] for r in rows}
 
 
 async def all_staff(session: AsyncSession) -> list[tuple[str, str]]:

@@ -1,0 +1,89 @@
+"""A sending round's bookkeeping in the store: outcomes marked together, lookups read for many."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from profile_store import outbox
+from profile_store.db import Database
+from profile_store.staff import Staff, staff_by_id, staff_of, store_name, store_names
+from profile_store.times import read_utc
+
+
+async def _rows(db: Database) -> dict[str, tuple[str, int, str, str, datetime | None, bool]]:
+    async with db.read() as session:
+        rows = (
+            await session.execute(
+                text("SELECT key, status, attempts, last_error, person_id, next_attempt_at, sent_at FROM outbox")
+            )
+        ).all()
+    return {r[0]: (r[1], r[2], r[3], r[4], read_utc(r[5]), r[6] is not None) for r in rows}
+
+
+async def test_a_rounds_outcomes_are_marked_together(db: Database) -> None:
+    async with db.transaction() as session:
+        for key in ("sent", "sent_no_person", "retry", "failed", "expired", "untouched"):
+            await outbox.enqueue(session, key=key, kind="portrait", payload={"guide": "G1"}, person_id="P0")
+    async with db.transaction() as session:
+        claimed = {item.key: item.id for item in await outbox.claim_due(session, 10)}
+    before = datetime.now(UTC)
+    outcomes = [
+        outbox.Outcome(claimed["sent"], outbox.SENT, person_id="P9"),
+        outbox.Outcome(claimed["sent_no_person"], outbox.SENT, note="41051"),
+        outbox.Outcome(claimed["retry"], outbox.RETRY, note="busy " * 200, retry_in=timedelta(seconds=30)),
+        outbox.Outcome(claimed["failed"], outbox.FAILED, note="no such guide"),
+        outbox.Outcome(claimed["expired"], outbox.EXPIRED, note="too late"),
+    ]
+    async with db.transaction() as session:
+        await outbox.mark_outcomes(session, outcomes)
+    rows = await _rows(db)
+    assert rows["sent"][:4] == ("sent", 1, "", "P9") and rows["sent"][5]
+    assert rows["sent_no_person"][:4] == ("sent", 1, "41051", "P0")  # the person is kept
+    status, attempts, error, _person, due, sent = rows["retry"]
+    assert (status, attempts, len(error), sent) == ("pending", 1, 500, False)  # the note is cut at 500
+    assert due is not None and due >= before + timedelta(seconds=29)
+    assert rows["failed"][:3] == ("failed", 1, "no such guide") and not rows["failed"][5]
+    assert rows["expired"][:3] == ("expired", 1, "too late")
+    assert rows["untouched"][:3] == ("pending", 0, "")  # claimed, never sent: its lease brings it back
+
+
+async def test_an_unknown_outcome_writes_nothing(db: Database) -> None:
+    async with db.transaction() as session:
+        await outbox.enqueue(session, key="a", kind="portrait", payload={})
+    async with db.transaction() as session:
+        (item,) = await outbox.claim_due(session, 10)
+    with pytest.raises(ValueError, match="unknown outcome"):
+        async with db.transaction() as session:
+            await outbox.mark_outcomes(session, [outbox.Outcome(item.id, outbox.SENT), outbox.Outcome(item.id, "lost")])
+    assert (await _rows(db))["a"][:2] == ("pending", 0)
+
+
+async def test_guides_and_stores_are_read_for_many_at_once(db: Database) -> None:
+    async with db.transaction() as session:
+        await session.execute(
+            text(
+                "INSERT INTO store (store_id, name, city, region)"
+                " VALUES ('S1', '静安店', '上海', ''), ('S2', '', '上海', '')"
+            )
+        )
+        await session.execute(
+            text(
+                "INSERT INTO guide (guide_id, name, store_id, role) VALUES"
+                " ('G1', '小王', 'S1', 'guide'), ('G2', '', '', 'manager')"
+            )
+        )
+    async with db.read() as session:
+        assert await staff_by_id(session, ["G1", "G2", "G1", "nobody"]) == {
+            "G1": Staff("G1", "小王", "S1", "guide"),
+            "G2": Staff("G2", "", "", "manager"),
+        }
+        assert await staff_by_id(session, []) == {}
+        assert await staff_of(session, "G2") == Staff("G2", "", "", "manager")
+        assert await staff_of(session, "nobody") is None
+        # a blank name reads as the store's id; an unknown store is absent
+        assert await store_names(session, {"S1", "S2", "S404"}) == {"S1": "静安店", "S2": "S2"}
+        assert await store_names(session, set()) == {}
+        assert await store_name(session, "S2") == "S2" and await store_name(session, "S404") is None

@@ -90,22 +90,44 @@ _counter = itertools.count()
 Step = tuple[str, int, int, int]  # (kind, person, day offset before T, variant)
 steps = st.lists(
     st.tuples(
-        st.sampled_from(["follow", "unfollow", "add_contact", "del_contact", "coupon_get", "coupon_consume",
-                         "link_openid", "message"]),
-        st.integers(0, 3), st.integers(0, 800), st.integers(0, 2),
+        st.sampled_from(
+            [
+                "follow",
+                "unfollow",
+                "add_contact",
+                "del_contact",
+                "coupon_get",
+                "coupon_consume",
+                "link_openid",
+                "message",
+            ]
+        ),
+        st.integers(0, 3),
+        st.integers(0, 800),
+        st.integers(0, 2),
     ),
-    min_size=1, max_size=12,
+    min_size=1,
+    max_size=12,
 )
 
 
 async def _base(db: Database, directory: Path, ns: str) -> None:
     shop = Retailer()
     for i in range(3):
-        shop.member(f"{ns}M{i}", unionid=f"{ns}u{i}", level=("V0", "V2", "V4")[i],
-                    register_time=f"202{4 + i % 2}-0{i + 1}-10 10:00:00")
+        shop.member(
+            f"{ns}M{i}",
+            unionid=f"{ns}u{i}",
+            level=("V0", "V2", "V4")[i],
+            register_time=f"202{4 + i % 2}-0{i + 1}-10 10:00:00",
+        )
         for k in range(i + 1):
-            shop.order(f"{ns}M{i}", f"2026-0{k + 2}-1{i} 10:00:00", f"{300 * (k + 1) + i}.50",
-                       items=[(f"SKU{(i + k) % 5}", 1, "100")], order_id=f"{ns}O{i}{k}")
+            shop.order(
+                f"{ns}M{i}",
+                f"2026-0{k + 2}-1{i} 10:00:00",
+                f"{300 * (k + 1) + i}.50",
+                items=[(f"SKU{(i + k) % 5}", 1, "100")],
+                order_id=f"{ns}O{i}{k}",
+            )
     await import_dir(db, shop.write(directory), VAULT)
 
 
@@ -118,12 +140,25 @@ def _fact(ns: str, step: Step, n: int) -> LiveFact:
         unionid = f"{ns}u{variant}"
     common: dict[str, Any] = {"dedupe_key": f"{ns}-{n}", "occurred_at": when, "unionid": unionid}
     if kind in ("follow", "unfollow", "link_openid", "message"):
-        return LiveFact(type="follow" if kind == "link_openid" else kind, channel="oa", appid="wxA",
-                        openid=f"{ns}o{person}", qr_state=f"store_S00{variant}", **common)
+        return LiveFact(
+            type="follow" if kind == "link_openid" else kind,
+            channel="oa",
+            appid="wxA",
+            openid=f"{ns}o{person}",
+            qr_state=f"store_S00{variant}",
+            **common,
+        )
     if kind in ("add_contact", "del_contact"):
         return LiveFact(type=kind, channel="wecom", external_userid=f"{ns}wm{person}", guide_id=f"G{variant}", **common)
-    return LiveFact(type=kind, channel="oa", appid="wxA", openid=f"{ns}o{person}", card_id="C30",
-                    coupon_code=f"{ns}K{variant}", **common)
+    return LiveFact(
+        type=kind,
+        channel="oa",
+        appid="wxA",
+        openid=f"{ns}o{person}",
+        card_id="C30",
+        coupon_code=f"{ns}K{variant}",
+        **common,
+    )
 
 
 async def _incremental_equals_full(db: Database, tmp_path: Path, events: list[Step]) -> None:
@@ -208,6 +243,56 @@ async def test_history_records_each_change_with_its_date(db: Database, tmp_path:
     assert all(c.changed_on == later for c in everything)
 
 
+async def test_history_follows_merges_newest_first(db: Database) -> None:
+    """C was merged into A, A into B: B's history holds all three, and none of D's."""
+    persons = [("B", "active", None), ("A", "merged", "B"), ("C", "merged", "A"), ("D", "active", None)]
+    changes = [  # (person, tag, old, new, day)
+        ("C", "lifecycle", "新客", "购买", date(2026, 1, 5)),
+        ("A", "lifecycle", "购买", "忠诚", date(2026, 3, 1)),
+        ("B", "purchase_power", "中", "高", date(2026, 3, 1)),
+        ("D", "lifecycle", "购买", "沉睡", date(2026, 4, 1)),
+        ("B", "core_sku", json.dumps(["SKU1"]), json.dumps(["SKU1", "SKU2"]), date(2026, 2, 1)),
+        ("A", "lifecycle", None, "新客", date(2025, 12, 1)),
+    ]
+    async with db.transaction() as session:
+        for i, (pid, status, into) in enumerate(persons):
+            await session.execute(
+                text(
+                    "INSERT INTO person (person_id, anchor_node_id, status, merged_into, created_at, updated_at)"
+                    " VALUES (:p, :n, :s, :m, :at, :at)"
+                ),
+                {"p": pid, "n": i + 1, "s": status, "m": into, "at": datetime(2026, 1, 1)},
+            )
+        for pid, tag, old, new, day in changes:
+            await session.execute(
+                text(
+                    "INSERT INTO tag_history (person_id, tag, old_value, new_value, changed_on, recorded_at)"
+                    " VALUES (:p, :t, :o, :n, :d, :at)"
+                ),
+                {"p": pid, "t": tag, "o": old, "n": new, "d": day, "at": datetime(2026, 1, 1)},
+            )
+    # The oracle: B's family by hand, newest day first, later-inserted first within a day.
+    family = {"B", "A", "C"}
+    ordered = sorted(
+        ((i, c) for i, c in enumerate(changes) if c[0] in family), key=lambda ic: (ic[1][4], ic[0]), reverse=True
+    )
+    expected = [
+        (day, tag, json.loads(old) if old and tag == "core_sku" else old, json.loads(new) if tag == "core_sku" else new)
+        for _i, (_p, tag, old, new, day) in ordered
+    ]
+    async with db.read() as session:
+        got = [(c.changed_on, c.tag, c.old, c.new) for c in await tag_history(session, "B")]
+        assert got == expected
+        assert [(c.changed_on, c.new) for c in await tag_history(session, "B", tags=("lifecycle",), limit=2)] == [
+            (date(2026, 3, 1), "忠诚"),
+            (date(2026, 1, 5), "购买"),
+        ]
+        change = await last_change(session, "A", "lifecycle")  # A's own family: A and C, not B
+        assert change is not None and (change.changed_on, change.old, change.new) == (date(2026, 3, 1), "购买", "忠诚")
+        assert await last_change(session, "C", "purchase_power") is None
+        assert await tag_history(session, "nobody") == []
+
+
 # --------------------------------------------------------------------------- labels
 
 
@@ -230,8 +315,19 @@ async def test_labels_are_audited_and_follow_merges(db: Database, tmp_path: Path
                 pass
     graph = IdentityGraph(VAULT)
     async with db.transaction() as session:  # the follower's unionid arrives: one person now
-        await record_fact(session, graph, LiveFact(dedupe_key="k1", type="follow", occurred_at=datetime(2026, 2, 1),
-                                                   channel="oa", appid="wxA", openid="oB", unionid="uA"))
+        await record_fact(
+            session,
+            graph,
+            LiveFact(
+                dedupe_key="k1",
+                type="follow",
+                occurred_at=datetime(2026, 2, 1),
+                channel="oa",
+                appid="wxA",
+                openid="oB",
+                unionid="uA",
+            ),
+        )
         await graph.resolve(session)
     survivor = await person_of(db, "member_id:M1")
     assert survivor == await person_of(db, "openid:wxA/oB")
@@ -244,9 +340,7 @@ async def test_labels_are_audited_and_follow_merges(db: Database, tmp_path: Path
     assert log == [("爱穿裙子", "add", "GS0011"), ("VIP客户", "add", "marketer"), ("爱穿裙子", "remove", "GS0011")]
 
 
-async def test_a_refresh_split_over_worker_processes_equals_one_in_this_process(
-    db: Database, sample_dir: Path
-) -> None:
+async def test_a_refresh_split_over_worker_processes_equals_one_in_this_process(db: Database, sample_dir: Path) -> None:
     """On PostgreSQL a large refresh runs in worker processes (person_id ranges); forced here on
     the sample, it must store exactly what the one-process refresh stores, and report progress
     for every person once."""

@@ -7,12 +7,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
-from profile_store.labels import aliases_of
-from profile_store.models import TagHistory
 from profile_store.tagging.store import LIST_TAGS
 
 
@@ -33,14 +30,29 @@ def _value(tag: str, stored: str | None) -> Any:
 async def tag_history(
     session: AsyncSession, person_id: str, *, tags: tuple[str, ...] = (), limit: int = 200
 ) -> list[TagChange]:
-    """Changes of this person's tags (and of ids merged into it), newest first."""
-    ids = sorted(await aliases_of(session, [person_id]))
-    query = select(TagHistory).where(col(TagHistory.person_id).in_(ids))
+    """Changes of this person's tags (and of ids merged into it), newest first.
+
+    One statement (the merged ids are found in it), no ORM objects: every portrait card reads
+    its lifecycle change through here."""
+    only = " AND h.tag IN :tags" if tags else ""
+    query = text(
+        "WITH RECURSIVE alias(person_id) AS ("
+        "  SELECT CAST(:p AS TEXT)"
+        "  UNION SELECT p.person_id FROM person p JOIN alias a ON p.merged_into = a.person_id)"
+        " SELECT h.changed_on, h.tag, h.old_value, h.new_value FROM tag_history h"
+        f" WHERE h.person_id IN (SELECT person_id FROM alias){only}"
+        " ORDER BY h.changed_on DESC, h.id DESC LIMIT :n"
+    )
+    params: dict[str, Any] = {"p": person_id, "n": limit}
     if tags:
-        query = query.where(col(TagHistory.tag).in_(tags))
-    query = query.order_by(col(TagHistory.changed_on).desc(), col(TagHistory.id).desc()).limit(limit)
-    rows = (await session.execute(query)).scalars()
-    return [TagChange(r.changed_on, r.tag, _value(r.tag, r.old_value), _value(r.tag, r.new_value)) for r in rows]
+        query = query.bindparams(bindparam("tags", expanding=True))
+        params["tags"] = list(tags)
+    rows = (await session.execute(query, params)).all()
+    return [TagChange(_day(on), tag, _value(tag, old), _value(tag, new)) for on, tag, old, new in rows]
+
+
+def _day(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
 async def last_change(session: AsyncSession, person_id: str, tag: str) -> TagChange | None:

@@ -104,11 +104,12 @@ async def portrait(
         kept = computed.metrics, computed.tags
     metrics, tags = kept
     end = datetime.combine(as_of + timedelta(days=1), time.min)
+    name, phone = await _contact(session, graph, person, include_pii)
     found = Portrait(
         person_id=person,
         as_of=as_of,
-        name=await _name(session, person, include_pii),
-        phone=await _phone(session, graph, person, include_pii),
+        name=name,
+        phone=phone,
         metrics=metrics,
         tags=tags,
         labels=(await labels_of(session, [person])).get(person, []),
@@ -130,9 +131,10 @@ async def portrait(
     found.coupons = await _coupons(session, person, as_of, end)
     found.browsing = await _browsing(session, person, end)
     stores = [s for s in (tags.get("preferred_store"),) if s]
-    found.store_names = await _names(session, "store", "store_id", stores)
-    found.sku_names = await _names(session, "product", "sku", tags.get("core_sku", []))
-    found.guide_names = await _names(session, "guide", "guide_id", tags.get("guides", []))
+    names = await _names(
+        session, {"store": stores, "product": tags.get("core_sku", []), "guide": tags.get("guides", [])}
+    )
+    found.store_names, found.sku_names, found.guide_names = names["store"], names["product"], names["guide"]
     if details:
         rules = rules or await load_rules(session)
         year = datetime.combine(window_start(as_of, rules.window_days), time.min)
@@ -145,36 +147,25 @@ def _as_datetime(value: Any) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
-async def _name(session: AsyncSession, person: str, include_pii: bool) -> str:
-    """The name on the most recently registered member card."""
-    name = (
+async def _contact(session: AsyncSession, graph: IdentityGraph, person: str, include_pii: bool) -> tuple[str, str]:
+    """The name on the most recently registered member card and the phone (one not shared with
+    other persons), masked unless `include_pii`; "" where there is none. One statement: the
+    live push reads a portrait for every scan."""
+    name, sealed = (
         await session.execute(
             text(
-                "SELECT name FROM member WHERE person_id = :p AND name <> ''"
-                " ORDER BY register_time IS NULL, register_time DESC, row_seq DESC LIMIT 1"
+                "SELECT (SELECT name FROM member WHERE person_id = :p AND name <> ''"
+                "   ORDER BY register_time IS NULL, register_time DESC, row_seq DESC LIMIT 1),"
+                " (SELECT sealed FROM identity_node WHERE person_id = :p AND kind = 'phone' AND shared = false"
+                "   AND sealed IS NOT NULL ORDER BY id LIMIT 1)"
             ),
             {"p": person},
         )
-    ).scalar_one_or_none()
-    if not name:
-        return ""
-    return name if include_pii else mask_name(name)
-
-
-async def _phone(session: AsyncSession, graph: IdentityGraph, person: str, include_pii: bool) -> str:
-    sealed = (
-        await session.execute(
-            text(
-                "SELECT sealed FROM identity_node WHERE person_id = :p AND kind = 'phone' AND shared = false"
-                " AND sealed IS NOT NULL ORDER BY id LIMIT 1"
-            ),
-            {"p": person},
-        )
-    ).scalar_one_or_none()
-    if not sealed:
-        return ""
-    phone = graph.vault.decrypt(sealed)
-    return phone if include_pii else mask_phone(phone)
+    ).one()
+    phone = graph.vault.decrypt(sealed) if sealed else ""
+    if include_pii:
+        return name or "", phone
+    return (mask_name(name) if name else ""), (mask_phone(phone) if phone else "")
 
 
 async def _coupons(session: AsyncSession, person: str, as_of: date, end: datetime) -> list[HeldCoupon]:
@@ -219,14 +210,25 @@ async def _browsing(session: AsyncSession, person: str, end: datetime) -> list[s
     return seen[:RECENT_BROWSING]
 
 
-async def _names(session: AsyncSession, table: str, key: str, ids: list[str]) -> dict[str, str]:
-    if not ids:
-        return {}
-    rows = await session.execute(
-        text(f"SELECT {key}, name FROM {table} WHERE {key} IN :ids").bindparams(bindparam("ids", expanding=True)),
-        {"ids": list(ids)},
-    )
-    return {k: n for k, n in rows.all() if n}
+# The tables a portrait names things from: store ids, SKUs and guides' userids, by their key.
+_NAMED = {"store": "store_id", "product": "sku", "guide": "guide_id"}
+
+
+async def _names(session: AsyncSession, wanted: dict[str, list[str]]) -> dict[str, dict[str, str]]:
+    """table → {id: name} for the ids asked of each table (blank names left out), in one
+    statement for all tables."""
+    found: dict[str, dict[str, str]] = {table: {} for table in wanted}
+    asked = {table: sorted(set(ids)) for table, ids in wanted.items() if ids}
+    if not asked:
+        return found
+    parts = [
+        f"SELECT '{table}', {_NAMED[table]}, name FROM {table} WHERE {_NAMED[table]} IN :{table}" for table in asked
+    ]
+    query = text(" UNION ALL ".join(parts)).bindparams(*(bindparam(table, expanding=True) for table in asked))
+    for table, key, name in (await session.execute(query, asked)).all():
+        if name:
+            found[table][key] = name
+    return found
 
 
 async def _category_spend(session: AsyncSession, person: str, start: datetime, end: datetime) -> list[CategorySpend]:
@@ -273,7 +275,13 @@ async def _timeline(session: AsyncSession, person: str, end: datetime) -> list[P
     for order_id, name, qty in lines.all():
         items.setdefault(order_id, []).append((str(name), int(qty)))
     return [
-        PastOrder(order_id, _as_datetime(paid_at), channel, store_name or store_id or "", int(amount),
-                  tuple(items.get(order_id, [])))
+        PastOrder(
+            order_id,
+            _as_datetime(paid_at),
+            channel,
+            store_name or store_id or "",
+            int(amount),
+            tuple(items.get(order_id, [])),
+        )
         for order_id, paid_at, channel, store_id, store_name, amount in orders
     ]

@@ -8,6 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
+
 from bot.portrait_text import render, talking_points
 from profile_store.db import Database
 from profile_store.identity import IdentityGraph
@@ -26,8 +28,13 @@ def _expected(pick: Any) -> dict[str, Any]:
 async def test_portrait_of_a_loyal_member(db: Database, sample_dir: Path) -> None:
     await db.migrate()
     await import_dir(db, sample_dir, VAULT)
-    want = _expected(lambda p: p["tags"].get("lifecycle") == "忠诚" and "phone" in p["identities"]
-                     and p["tags"].get("coupon_outstanding") == "是")
+    want = _expected(
+        lambda p: (
+            p["tags"].get("lifecycle") == "忠诚"
+            and "phone" in p["identities"]
+            and p["tags"].get("coupon_outstanding") == "是"
+        )
+    )
     member = want["identities"].get("member_id", [None])[0]
     identity = f"member_id:{member}" if member else f"phone:{want['identities']['phone'][0]}"
     person = await person_of(db, identity)
@@ -45,6 +52,38 @@ async def test_portrait_of_a_loyal_member(db: Database, sample_dir: Path) -> Non
     tips = talking_points(found)
     assert 2 <= len(tips) <= 3 and card.endswith(tips[-1])
     assert len(card) <= 600, len(card)
+
+
+async def test_portrait_names_stores_products_and_guides_from_their_tables(db: Database, sample_dir: Path) -> None:
+    """Every sample person with a preferred store, core SKUs or guides: the portrait's names are
+    exactly the non-blank names the three tables hold for those ids, looked up one by one here."""
+    await db.migrate()
+    await import_dir(db, sample_dir, VAULT)
+    with (SAMPLE_DIR / "expected_profiles.jsonl").open(encoding="utf-8") as handle:
+        wanted = [p for p in map(json.loads, handle) if p["tags"].get("core_sku") or p["tags"].get("guides")]
+    assert len(wanted) >= 5
+    graph, checked = IdentityGraph(VAULT), 0
+    async with db.read() as session:
+
+        async def name_of(table: str, key: str, value: str) -> str | None:
+            row = (await session.execute(text(f"SELECT name FROM {table} WHERE {key} = :v"), {"v": value})).first()
+            return row[0] if row and row[0] else None
+
+        async def oracle(table: str, key: str, ids: list[str]) -> dict[str, str]:
+            named = {i: await name_of(table, key, i) for i in ids}
+            return {i: n for i, n in named.items() if n}
+
+        for want in wanted[:40]:
+            kind, values = next(iter(sorted(want["identities"].items())))
+            person = await person_of(db, f"{kind}:{values[0]}")
+            found = await portrait(session, graph, person, T)
+            assert found is not None
+            store = found.tags.get("preferred_store")
+            assert found.store_names == await oracle("store", "store_id", [store] if store else [])
+            assert found.sku_names == await oracle("product", "sku", found.tags.get("core_sku", []))
+            assert found.guide_names == await oracle("guide", "guide_id", found.tags.get("guides", []))
+            checked += bool(found.sku_names) + bool(found.guide_names) + bool(found.store_names)
+    assert checked >= 10  # names were really found, not only empty dicts compared
 
 
 async def test_portrait_says_when_the_lifecycle_changed(db: Database, tmp_path: Path) -> None:

@@ -392,6 +392,59 @@ async def test_handler_errors_retry_then_dead_letter(db: Database, db_url: str, 
     assert await dispatcher.process(raw_id) == "skipped"
 
 
+async def test_a_backlog_past_the_memory_queue_waits_in_the_database(
+    db: Database, db_url: str, sim: TencentSimulator
+) -> None:
+    """A flood: the first `max_queued` callbacks wait as tasks, the rest only in the database;
+    every one is processed once, oldest first, and afterwards callbacks queue in memory again."""
+    from bot.callback_xml import SubscribeEvent
+    from bot.dispatcher import Router
+
+    router = Router()
+    seen: list[str] = []
+
+    @router.event(SubscribeEvent)
+    async def note(event: SubscribeEvent) -> None:
+        seen.append(event.openid)
+
+    dispatcher = Dispatcher(db, [router], {"settings": _settings(db_url, sim)}, max_queued=3, batch_size=4)
+
+    async def record(first: int, count: int) -> list[raw_events.StoredRawEvent]:
+        new = await raw_events.record_once(
+            db,
+            [
+                raw_events.NewRawEvent(
+                    f"k{i}",
+                    "wechat",
+                    kit.OA1,
+                    kit.oa_event("subscribe", f"o{i:02d}", 1_700_000_000 + i),
+                    datetime.now(SHANGHAI),
+                )
+                for i in range(first, first + count)
+            ],
+        )
+        async with db.read() as session:
+            return await raw_events.get_many(session, sorted(new.values()))
+
+    flood = await record(0, 11)
+    spawned = [dispatcher.spawn(raw) for raw in flood]  # all at once, before any is processed
+    assert sum(task is not None for task in spawned) == 3 and len(dispatcher.tasks) == 3
+
+    async def until_none_pending() -> None:
+        while True:
+            async with db.read() as session:
+                if (await raw_events.counts_by_status(session)).get("pending", 0) == 0:
+                    return
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(until_none_pending(), 30)
+    assert seen == [f"o{i:02d}" for i in range(11)]  # each once, oldest first
+    later = dispatcher.spawn((await record(11, 1))[0])
+    assert later is not None and await later == "done"  # the memory queue is back in use
+    assert seen[-1] == "o11" and len(seen) == 12
+    await dispatcher.drain()
+
+
 # ============================================================================ each event type → fact and person
 
 

@@ -40,7 +40,7 @@ class Recorder:
         self._stopping = False
         self._idle = asyncio.Event()
         self._idle.set()
-        self._last_record = 0.0  # loop time of the last record() call
+        self._records = 0  # record() calls so far: wait_idle compares before and after a pause
 
     async def start(self) -> None:
         self._stopping = False
@@ -63,7 +63,7 @@ class Recorder:
             raise RecorderStopped("recorder is not running")
         future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
         self._idle.clear()
-        self._last_record = asyncio.get_running_loop().time()
+        self._records += 1
         await self._queue.put((event, future))
         return await future
 
@@ -71,21 +71,28 @@ class Recorder:
         """True once nothing has been recorded for `quiet` seconds; False after `at_most`.
 
         Background processing calls this before each batch: answering Tencent comes first, and
-        on SQLite (one writer) a processing transaction would otherwise hold up the records."""
+        on SQLite (one writer) a processing transaction would otherwise hold up the records.
+
+        Quiet is judged over a pause in which the event loop was free: requests that arrived
+        while the loop was busy (processing the previous batch) reach `record` only after a few
+        turns of the loop, so "nothing recorded lately" read at once could be the busy loop's
+        own silence, and processing would go on in full batches through a flood."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + at_most
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return self._idle.is_set() and loop.time() - self._last_record >= quiet
+                return False
             try:
                 await asyncio.wait_for(self._idle.wait(), remaining)
             except TimeoutError:
                 return False
-            calm_for = loop.time() - self._last_record
-            if calm_for >= quiet:
+            seen = self._records
+            await asyncio.sleep(min(quiet, max(deadline - loop.time(), 0)))
+            if self._records == seen and self._idle.is_set():
                 return True
-            await asyncio.sleep(min(quiet - calm_for, max(deadline - loop.time(), 0)))
+            if loop.time() >= deadline:
+                return False
 
     async def _run(self) -> None:
         while True:

@@ -392,6 +392,50 @@ async def test_handler_errors_retry_then_dead_letter(db: Database, db_url: str, 
     assert await dispatcher.process(raw_id) == "skipped"
 
 
+async def test_quiet_is_judged_after_requests_the_busy_loop_held_back(db: Database) -> None:
+    """Processing asks the recorder whether answering is quiet before each batch. A request that
+    arrived while the loop was busy reaches `record` a few turns of the loop later (read, parsed,
+    verified): it must be seen before quiet is reported, or processing takes a full batch in the
+    middle of a flood."""
+    from bot.recorder import Recorder
+
+    recorder = Recorder(db)
+    await recorder.start()
+    loop = asyncio.get_running_loop()
+
+    def event(i: int) -> raw_events.NewRawEvent:
+        body = kit.oa_event("subscribe", f"oq{i}", 1_700_000_000 + i)
+        return raw_events.NewRawEvent(f"q{i}", "wechat", kit.OA1, body, datetime.now(SHANGHAI))
+
+    recorded: list[float] = []
+
+    async def held_back_request() -> None:
+        await recorder.record(event(1))
+        recorded.append(loop.time())
+
+    try:
+        await recorder.record(event(0))
+        # The request is three turns of the loop away from `record`, and the loop is busy now.
+        loop.call_soon(loop.call_soon, loop.call_soon, lambda: loop.create_task(held_back_request()))
+        time.sleep(0.02)  # noqa: ASYNC251 -- blocking on purpose: the loop is busy processing
+        asked = loop.time()
+        assert await recorder.wait_idle(1.0) is True
+        assert recorded and recorded[0] >= asked  # quiet only after that request was recorded
+        # A steady trickle, one every 2 ms, is never quiet at 5 ms; it ends, and quiet follows.
+        async def trickle() -> None:
+            for i in range(2, 40):
+                await recorder.record(event(i))
+                await asyncio.sleep(0.002)
+
+        stream = asyncio.create_task(trickle())
+        await asyncio.sleep(0.01)
+        assert await recorder.wait_idle(0.05) is False
+        await stream
+        assert await recorder.wait_idle(1.0) is True
+    finally:
+        await recorder.stop()
+
+
 async def test_a_backlog_past_the_memory_queue_waits_in_the_database(
     db: Database, db_url: str, sim: TencentSimulator
 ) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 
 from bot.callback_xml import CallbackEvent, CallbackXmlError, UnknownEvent, parse_event
 from bot.metrics import Metrics
+from bot.waiting import wait_set
 from profile_store import live, raw_events
 from profile_store.db import Database
 from profile_store.identity import Sighting
@@ -559,8 +560,5 @@ class Dispatcher:
             if wake is None:
                 await asyncio.sleep(poll)
                 continue
-            try:
-                await asyncio.wait_for(wake.wait(), poll)
-            except TimeoutError:
-                pass
+            await wait_set(wake, poll)
             wake.clear()

@@ -27,6 +27,7 @@ from bot.portrait_card import card_message, portrait_card
 from bot.portrait_links import PortraitLinks
 from bot.settings import Settings
 from bot.tencent.errors import TencentAPIError, TencentError
+from bot.waiting import wait_set
 from bot.welcome import render, template_for, welcome_kind
 from profile_store import outbox
 from profile_store.db import Database
@@ -155,10 +156,7 @@ class OutboxSender:
                 sent = 0
             if sent:
                 continue  # more may be due
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
-            except TimeoutError:
-                pass
+            await wait_set(self._wake, self._interval)
 
     async def run_once(self) -> int:
         """Send what is due now; returns how many rows were handled.

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from bot.waiting import wait_set
 from profile_store import raw_events
 from profile_store.db import Database
 from profile_store.raw_events import NewRawEvent, StoredRawEvent
@@ -83,9 +84,7 @@ class Recorder:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
-            try:
-                await asyncio.wait_for(self._idle.wait(), remaining)
-            except TimeoutError:
+            if not await wait_set(self._idle, remaining):
                 return False
             seen = self._records
             await asyncio.sleep(min(quiet, max(deadline - loop.time(), 0)))

@@ -49,6 +49,7 @@ from aiohttp import web
 from bot.app import create_app
 from bot.metrics import SHARED_DIR_ENV, share_between_processes
 from bot.settings import Settings
+from bot.waiting import wait_set
 
 log = logging.getLogger("qianmian.serve")
 
@@ -255,8 +256,7 @@ async def run_worker(settings: Settings, *, parent: int | None = None, role: str
     log.info("%s %d started", role, os.getpid())
     try:
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+            await wait_set(stop, 1.0)
             if parent > 1 and os.getppid() != parent:
                 log.warning("%s %d: its edge (pid %d) is gone; stopping", role, os.getpid(), parent)
                 break

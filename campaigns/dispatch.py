@@ -53,6 +53,7 @@ from typing import Any
 from bot import texts
 from bot.claim_links import ClaimLinks
 from bot.tencent.errors import RATE_LIMITED, TencentAPIError, TencentError, TencentNetworkError
+from bot.waiting import wait_set
 from campaigns.plan import PlanRules, out_of_quiet_hours, parse_quiet_hours
 from campaigns.sms import SmsError, SmsSender
 from profile_store import campaign_outbox as co
@@ -178,10 +179,7 @@ class CampaignSender:
                 handled = 0
             if handled:
                 continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.params.interval)
-            except TimeoutError:
-                pass
+            await wait_set(self._wake, self.params.interval)
 
     async def run_once(self) -> int:
         """Recover dead batches, send one claim of due rows, fetch due send results; returns how

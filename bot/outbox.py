@@ -175,7 +175,8 @@ class OutboxSender:
         try:
             self._reads = await self._read_round(due)
         except Exception as exc:  # the database is away: the whole round is retried
-            outcomes = [self._retry(item, exc) for item in due]
+            self.errors.report(exc, where="outbox", key=f"reads for a round of {len(due)}")
+            outcomes = [self._retry(item, exc, reported=True) for item in due]
         else:
             outcomes = list(await asyncio.gather(*(self._deliver(item) for item in due)))
         async with self.db.transaction() as session:
@@ -222,8 +223,8 @@ class OutboxSender:
                 self.metrics.outbox_messages.labels(kind=item.kind, outcome=result.status).inc()
             return result
 
-    def _retry(self, item: OutboxItem, exc: Exception) -> Outcome:
-        if not isinstance(exc, TencentError):
+    def _retry(self, item: OutboxItem, exc: Exception, *, reported: bool = False) -> Outcome:
+        if not reported and not isinstance(exc, TencentError):
             self.errors.report(exc, where="outbox", key=item.key)
         busy = isinstance(exc, TencentAPIError) and exc.errcode == WELCOME_BUSY
         backoff = 1.0 if busy else min(MAX_BACKOFF, 2.0 * 2 ** min(item.attempts, 10))

@@ -87,3 +87,35 @@ async def test_guides_and_stores_are_read_for_many_at_once(db: Database) -> None
         assert await store_names(session, {"S1", "S2", "S404"}) == {"S1": "静安店", "S2": "S2"}
         assert await store_names(session, set()) == {}
         assert await store_name(session, "S2") == "S2" and await store_name(session, "S404") is None
+
+
+async def test_a_failed_round_read_retries_every_row_and_is_reported_once(
+    db: Database, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The round's guides and stores cannot be read (here: the guide table is away): every row
+    of the round is retried later, and the operator reads one error, not one per row."""
+    from bot.app import OUTBOX, create_app
+    from tests import callback_kit as kit
+
+    app = create_app(
+        kit.make_settings(db_url, corp_id="wwc", secret="s", agent_id="1", api_base="http://127.0.0.1:9"), db=db
+    )
+    async with db.transaction() as session:
+        for n in range(5):
+            payload = {"guide": f"G{n}", "welcome_code": f"W{n}", "identity": f"external_userid:wm{n}"}
+            await outbox.enqueue(session, key=f"w{n}", kind="welcome", payload=payload)
+        await session.execute(text("ALTER TABLE guide RENAME TO guide_away"))
+    before = datetime.now(UTC)
+    caplog.clear()
+    try:
+        assert await app[OUTBOX].run_once() == 5
+    finally:
+        async with db.transaction() as session:
+            await session.execute(text("ALTER TABLE guide_away RENAME TO guide"))
+    rows = await _rows(db)
+    assert sorted(rows) == [f"w{n}" for n in range(5)]
+    for status, attempts, error, _person, due, sent in rows.values():
+        assert (status, attempts, sent) == ("pending", 1, False) and "guide" in error
+        assert due is not None and due >= before + timedelta(seconds=1)
+    reported = [r for r in caplog.records if r.levelname == "ERROR" and "outbox failed" in r.getMessage()]
+    assert len(reported) == 1 and "reads for a round of 5" in reported[0].getMessage()

@@ -218,16 +218,20 @@ class Dispatcher:
         limit = self.batch_size
         if self.yield_to is not None and not await self.yield_to(self.max_defer):
             limit = self.busy_batch_size
+        # New callbacks queue in memory again from here, unless this read finds the backlog is
+        # not through. One spawned before this line, while the flag was set, was committed
+        # before it was spawned: the read sees it. One both queued and read is claimed by
+        # whichever batch comes first; the other skips it.
+        self._overflow = False
         try:
             raws = await self.fresh_pending(limit)
-            if len(raws) < limit:
-                # The backlog is through: new callbacks queue in memory again. Those recorded
-                # before this line and left out are read once more here (a callback queued as
-                # well is claimed by whichever batch comes first: the other skips it).
-                self._overflow = False
-                raws = await self.fresh_pending(limit)
+            if len(raws) == limit:
+                self._overflow = True  # more may wait in the database
             await self.process_batch(raws)
-        except Exception as exc:  # still pending in the DB: the next round (or the sweeper) retries
+        except Exception as exc:
+            # Still pending in the database: read again on the next turn, not left to the
+            # sweeper (30 s and more later).
+            self._overflow = True
             assert self.errors is not None
             self.errors.report(exc, where="dispatcher", key="callbacks waiting in the database")
             await asyncio.sleep(1.0)

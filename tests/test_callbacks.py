@@ -436,56 +436,86 @@ async def test_quiet_is_judged_after_requests_the_busy_loop_held_back(db: Databa
         await recorder.stop()
 
 
-async def test_a_backlog_past_the_memory_queue_waits_in_the_database(
-    db: Database, db_url: str, sim: TencentSimulator
-) -> None:
-    """A flood: the first `max_queued` callbacks wait as tasks, the rest only in the database;
-    every one is processed once, oldest first, and afterwards callbacks queue in memory again."""
-    from bot.callback_xml import SubscribeEvent
-    from bot.dispatcher import Router
+async def _subscribes(db: Database, first: int, count: int) -> list[raw_events.StoredRawEvent]:
+    """`count` OA subscribe callbacks recorded as the edge records them, oldest first."""
+    new = await raw_events.record_once(
+        db,
+        [
+            raw_events.NewRawEvent(
+                f"k{i}",
+                "wechat",
+                kit.OA1,
+                kit.oa_event("subscribe", f"o{i:02d}", 1_700_000_000 + i),
+                datetime.now(SHANGHAI),
+            )
+            for i in range(first, first + count)
+        ],
+    )
+    async with db.read() as session:
+        return await raw_events.get_many(session, sorted(new.values()))
 
-    router = Router()
-    seen: list[str] = []
 
-    @router.event(SubscribeEvent)
-    async def note(event: SubscribeEvent) -> None:
-        seen.append(event.openid)
-
-    dispatcher = Dispatcher(db, [router], {"settings": _settings(db_url, sim)}, max_queued=3, batch_size=4)
-
-    async def record(first: int, count: int) -> list[raw_events.StoredRawEvent]:
-        new = await raw_events.record_once(
-            db,
-            [
-                raw_events.NewRawEvent(
-                    f"k{i}",
-                    "wechat",
-                    kit.OA1,
-                    kit.oa_event("subscribe", f"o{i:02d}", 1_700_000_000 + i),
-                    datetime.now(SHANGHAI),
-                )
-                for i in range(first, first + count)
-            ],
-        )
-        async with db.read() as session:
-            return await raw_events.get_many(session, sorted(new.values()))
-
-    flood = await record(0, 11)
-    spawned = [dispatcher.spawn(raw) for raw in flood]  # all at once, before any is processed
-    assert sum(task is not None for task in spawned) == 3 and len(dispatcher.tasks) == 3
-
-    async def until_none_pending() -> None:
+async def _until_none_pending(db: Database, seconds: float = 30) -> None:
+    async with asyncio.timeout(seconds):
         while True:
             async with db.read() as session:
                 if (await raw_events.counts_by_status(session)).get("pending", 0) == 0:
                     return
             await asyncio.sleep(0.02)
 
-    await asyncio.wait_for(until_none_pending(), 30)
+
+def _noting_dispatcher(db: Database, db_url: str, sim: TencentSimulator, seen: list[str]) -> Dispatcher:
+    """A dispatcher whose memory queue holds 3 callbacks, noting each subscriber it processes."""
+    from bot.callback_xml import SubscribeEvent
+    from bot.dispatcher import Router
+
+    router = Router()
+
+    @router.event(SubscribeEvent)
+    async def note(event: SubscribeEvent) -> None:
+        seen.append(event.openid)
+
+    return Dispatcher(db, [router], {"settings": _settings(db_url, sim)}, max_queued=3, batch_size=4)
+
+
+async def test_a_backlog_past_the_memory_queue_waits_in_the_database(
+    db: Database, db_url: str, sim: TencentSimulator
+) -> None:
+    """A flood: the first `max_queued` callbacks wait as tasks, the rest only in the database;
+    every one is processed once, oldest first, and afterwards callbacks queue in memory again."""
+    seen: list[str] = []
+    dispatcher = _noting_dispatcher(db, db_url, sim, seen)
+    flood = await _subscribes(db, 0, 11)
+    spawned = [dispatcher.spawn(raw) for raw in flood]  # all at once, before any is processed
+    assert sum(task is not None for task in spawned) == 3 and len(dispatcher.tasks) == 3
+    await _until_none_pending(db)
     assert seen == [f"o{i:02d}" for i in range(11)]  # each once, oldest first
-    later = dispatcher.spawn((await record(11, 1))[0])
+    later = dispatcher.spawn((await _subscribes(db, 11, 1))[0])
     assert later is not None and await later == "done"  # the memory queue is back in use
     assert seen[-1] == "o11" and len(seen) == 12
+    await dispatcher.drain()
+
+
+async def test_a_backlog_the_database_could_not_give_is_read_again(
+    db: Database, db_url: str, sim: TencentSimulator
+) -> None:
+    """The database is away (here: the inbox table is) while a flood's backlog is read: the
+    backlog is read again once it is back, by the dispatcher itself; no sweeper runs here."""
+    seen: list[str] = []
+    dispatcher = _noting_dispatcher(db, db_url, sim, seen)
+    flood = await _subscribes(db, 0, 11)
+    async with db.transaction() as session:
+        await session.execute(text("ALTER TABLE raw_event RENAME TO raw_event_away"))
+    try:
+        for raw in flood:
+            dispatcher.spawn(raw)
+        await asyncio.sleep(0.3)  # the queued batch, then the backlog's read, fail
+        assert seen == []
+    finally:
+        async with db.transaction() as session:
+            await session.execute(text("ALTER TABLE raw_event_away RENAME TO raw_event"))
+    await _until_none_pending(db)
+    assert sorted(seen) == [f"o{i:02d}" for i in range(11)]  # each once
     await dispatcher.drain()
 
 

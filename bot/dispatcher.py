@@ -198,9 +198,7 @@ class Dispatcher:
                 await self._work_backlog()
                 continue
             batch = [await self._queue.get()]
-            limit = self.batch_size
-            if self.yield_to is not None and not await self.yield_to(self.max_defer):
-                limit = self.busy_batch_size
+            limit = await self._batch_limit()
             while len(batch) < limit and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
@@ -213,11 +211,15 @@ class Dispatcher:
                 if not future.done():
                     future.set_result(outcomes.get(raw.id, "failed"))
 
+    async def _batch_limit(self) -> int:
+        """A full batch once answering is quiet; a small one if it stays busy (see `yield_to`)."""
+        if self.yield_to is not None and not await self.yield_to(self.max_defer):
+            return self.busy_batch_size
+        return self.batch_size
+
     async def _work_backlog(self) -> None:
         """One batch of the callbacks left in the database by a full queue, oldest first."""
-        limit = self.batch_size
-        if self.yield_to is not None and not await self.yield_to(self.max_defer):
-            limit = self.busy_batch_size
+        limit = await self._batch_limit()
         # New callbacks queue in memory again from here, unless this read finds the backlog is
         # not through. One spawned before this line, while the flag was set, was committed
         # before it was spawned: the read sees it. One both queued and read is claimed by

@@ -90,8 +90,6 @@ class Recorder:
             await asyncio.sleep(min(quiet, max(deadline - loop.time(), 0)))
             if self._records == seen and self._idle.is_set():
                 return True
-            if loop.time() >= deadline:
-                return False
 
     async def _run(self) -> None:
         while True:

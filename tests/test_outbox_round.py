@@ -94,12 +94,10 @@ async def test_a_failed_round_read_retries_every_row_and_is_reported_once(
 ) -> None:
     """The round's guides and stores cannot be read (here: the guide table is away): every row
     of the round is retried later, and the operator reads one error, not one per row."""
-    from bot.app import OUTBOX, create_app
-    from tests import callback_kit as kit
+    from bot.app import OUTBOX
+    from tests.test_stopping import app_without_tencent
 
-    app = create_app(
-        kit.make_settings(db_url, corp_id="wwc", secret="s", agent_id="1", api_base="http://127.0.0.1:9"), db=db
-    )
+    app = app_without_tencent(db_url, db)
     async with db.transaction() as session:
         for n in range(5):
             payload = {"guide": f"G{n}", "welcome_code": f"W{n}", "identity": f"external_userid:wm{n}"}

@@ -1,5 +1,9 @@
 """Callback ingestion: encrypted `add_external_contact` callbacks over loopback into `qianmian serve`,
-against a bare aiohttp handler measured in the same run (alternating rounds; medians and ratio).
+against a bare aiohttp handler measured in the same run (alternating rounds; medians and ratio),
+and against the floor (bench/floor_server.py): the least an edge must do before answering
+(verify, decrypt, read, record durably with group commit) with nothing of the product around it,
+as many processes as serve has edges. bare → floor is what the required work costs on this
+machine; floor → serve is what the product around it costs.
 
 The load comes from wrk (C, one thread, N connections) replaying distinct pre-encrypted callbacks,
 so the client is not the bottleneck. After each serve round the bench waits until serve has
@@ -25,6 +29,7 @@ import os
 import secrets
 import shutil
 import socket
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -38,6 +43,7 @@ from cpu_share import snapshot, us_per_request
 from sqlalchemy import text
 
 from bot.crypto import MessageCrypto, signature
+from bot.settings import Settings
 from bot.simulator.server import TencentSimulator
 from profile_store.db import Database
 
@@ -141,6 +147,39 @@ async def wait_backlog(db: Database, answered: float, round_seconds: float, with
             "outbox_left": unsent, "outbox_after_s": round(time.monotonic() - started - after, 2)}
 
 
+async def make_floor_table(db_url: str, work: Path) -> str:
+    """The floor's table (beside serve's in PostgreSQL; a file of its own on SQLite); its URL."""
+    from floor_server import PG_TABLE, SQLITE_TABLE  # bench/ is on the path when run as a script
+
+    if db_url.startswith("sqlite"):
+        url = f"sqlite:///{work / 'floor.db'}"
+        with sqlite3.connect(url.split("///", 1)[1]) as conn:
+            conn.execute(SQLITE_TABLE)
+        return url
+    db = Database(db_url)
+    async with db.engine.begin() as conn:
+        await conn.execute(text(PG_TABLE))
+    await db.dispose()
+    return db_url
+
+
+async def floor_count(url: str) -> int:
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.split("///", 1)[1]) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM floor_event").fetchone()[0])
+    db = Database(url)
+    async with db.read() as session:
+        count = int((await session.execute(text("SELECT COUNT(*) FROM floor_event"))).scalar_one())
+    await db.dispose()
+    return count
+
+
+def serve_edges(db_url: str, env: dict[str, str]) -> int:
+    """As many floor processes as serve runs edges."""
+    given = {"DATABASE_URL": db_url, "QIANMIAN_SERVE_EDGES": env.get("QIANMIAN_SERVE_EDGES")}
+    return Settings(**given).edges_for_serve()
+
+
 async def run_wrk(port: int, requests_file: Path, seconds: int, connections: int) -> dict[str, float]:
     proc = await asyncio.create_subprocess_exec(
         "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(HERE / "wrk_callbacks.lua"),
@@ -180,7 +219,7 @@ async def main() -> dict[str, object]:
         db_url = await asyncio.to_thread(fresh_pg, args.pg_url, "qm_bench_callbacks")
     else:
         sys.exit("--database postgresql needs --pg-url or QIANMIAN_BENCH_PG")
-    results: dict[str, list[dict[str, float]]] = {"bare": [], "serve": []}
+    results: dict[str, list[dict[str, float]]] = {"bare": [], "floor": [], "serve": []}
     drains: list[dict[str, float]] = []
     async with TencentSimulator() as sim:
         bare_port, serve_port = free_port(), free_port()
@@ -200,14 +239,22 @@ async def main() -> dict[str, object]:
         if args.workers is not None:
             env["QIANMIAN_SERVE_WORKERS"] = str(args.workers)
         db = Database(db_url)
+        floor_port, floor_url = free_port(), await make_floor_table(db_url, work)
+        floors = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, str(HERE / "floor_server.py"), str(floor_port), floor_url, TOKEN, AES_KEY, sim.corp_id
+            )
+            for _ in range(serve_edges(db_url, env))
+        ]
         bare = await asyncio.create_subprocess_exec(sys.executable, str(HERE / "bare_server.py"), str(bare_port))
         serve = await asyncio.create_subprocess_exec(str(Path(sys.executable).with_name("qianmian")), "serve", env=env)
         try:
             await wait_ready(f"http://127.0.0.1:{bare_port}/healthz")
+            await wait_ready(f"http://127.0.0.1:{floor_port}/healthz")
             await wait_ready(f"http://127.0.0.1:{serve_port}/healthz")
-            answered = 0
+            answered = floor_answered = 0
             for rnd in range(args.rounds):
-                for name, port in (("bare", bare_port), ("serve", serve_port)):
+                for name, port in (("bare", bare_port), ("floor", floor_port), ("serve", serve_port)):
                     # Enough distinct callbacks that none repeats within a round.
                     req_file = work / f"{name}-{rnd}.txt"
                     externals = build_requests(req_file, sim.corp_id, 40000 * args.seconds, f"{name[0]}{rnd}",
@@ -218,8 +265,11 @@ async def main() -> dict[str, object]:
                     if stats["requests"] > len(externals):
                         raise RuntimeError("ran out of distinct callbacks: raise the count")
                     results[name].append(stats)
+                    ok = int(stats["requests"] - stats["non_2xx"] - stats["socket_errors"])
                     if name == "serve":
-                        answered += int(stats["requests"] - stats["non_2xx"] - stats["socket_errors"])
+                        answered += ok
+                    elif name == "floor":
+                        floor_answered += ok
                     print(f"round {rnd} {name:5s}: {stats['rps']:8.0f} req/s  p50 {stats['p50_ms']:.2f} ms  "
                           f"p99 {stats['p99_ms']:.2f} ms  non-2xx {stats['non_2xx']}  "
                           f"cpu µs/req {stats['cpu_us_per_request']}", file=sys.stderr)
@@ -230,9 +280,10 @@ async def main() -> dict[str, object]:
             # Nothing lost: wait for the backlog, then every answered callback is one raw event + one fact.
             final = await wait_backlog(db, 0, 1.0, within=args.drain_timeout)
             pending, recorded, facts = await counts(db)
+            floor_recorded = await floor_count(floor_url)
             await db.dispose()
         finally:
-            for proc in (bare, serve):
+            for proc in (bare, serve, *floors):
                 proc.terminate()
                 await proc.wait()
     shutil.rmtree(work, ignore_errors=True)
@@ -245,6 +296,10 @@ async def main() -> dict[str, object]:
         "bare_rps_median": round(med("bare", "rps")),
         "serve_rps_median": round(med("serve", "rps")),
         "ratio": round(med("serve", "rps") / med("bare", "rps"), 3),
+        "floor_rps_median": round(med("floor", "rps")),
+        "floor_ratio": round(med("floor", "rps") / med("bare", "rps"), 3),
+        "serve_of_floor": round(med("serve", "rps") / med("floor", "rps"), 3),
+        "floor_p99_ms_median": round(med("floor", "p99_ms"), 2),
         "bare_p99_ms_median": round(med("bare", "p99_ms"), 2),
         "serve_p99_ms_median": round(med("serve", "p99_ms"), 2),
         "serve_workers": args.workers if args.workers is not None else "default",
@@ -259,6 +314,8 @@ async def main() -> dict[str, object]:
         # answered by the requests still in flight when wrk stopped counting.
         "answered_not_recorded": max(answered - recorded, 0),
         "recorded_in_flight_at_stop": max(recorded - answered, 0),
+        # The floor is held to the same: what it answered, it recorded (0 expected).
+        "floor_answered_not_recorded": max(floor_answered - floor_recorded, 0),
         "rounds": results,
     }
     return summary

@@ -28,6 +28,8 @@ def _role(cmdline: str, comm: str) -> str:
         return "serve_edge"
     if "bare_server.py" in cmdline:
         return "bare"
+    if "floor_server.py" in cmdline:
+        return "floor"
     return "other"
 
 

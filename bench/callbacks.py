@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
@@ -161,6 +162,12 @@ async def make_floor_table(db_url: str, work: Path) -> str:
         await conn.execute(text(PG_TABLE))
     await db.dispose()
     return db_url
+
+
+def idle_share(stats: dict[str, Any], role_prefix: str) -> float:
+    """Percent of one core that roles starting with `role_prefix` used during a round."""
+    per_request = sum(v for k, v in stats["cpu_us_per_request"].items() if k.startswith(role_prefix))
+    return round(per_request * stats["requests"] / stats["duration_us"] * 100, 1)
 
 
 async def floor_count(url: str) -> int:
@@ -303,6 +310,11 @@ async def main() -> dict[str, object]:
         "bare_p99_ms_median": round(med("bare", "p99_ms"), 2),
         "serve_p99_ms_median": round(med("serve", "p99_ms"), 2),
         "serve_workers": args.workers if args.workers is not None else "default",
+        # serve waiting with nothing to do (its pollers' cost), measured during the bare rounds.
+        "serve_idle_pct_of_core_median": statistics.median(idle_share(r, "serve_") for r in results["bare"]),
+        "postgresql_during_bare_pct_of_core_median": statistics.median(
+            idle_share(r, "postgresql") for r in results["bare"]
+        ),
         "processed_per_s_median": statistics.median(d["processed_per_s"] for d in drains) if drains else None,
         "drains": drains,
         "serve_answered_2xx": answered,

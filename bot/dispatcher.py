@@ -538,18 +538,17 @@ class Dispatcher:
                         log.info("worker swept pending callbacks: %s", swept)
                     first = False
                     next_sweep = loop.time() + sweep_interval
-                # On PostgreSQL a look (one row) is enough: the batch is claimed, and read, by
-                # `process_fresh`; elsewhere the rows read here are the batch.
-                claims = self.db.is_postgres
-                raws = await self.fresh_pending(1 if claims else self.batch_size)
-                limit = self.batch_size
-                if raws and self.yield_to is not None and not await self.yield_to(self.max_defer):
-                    limit = self.busy_batch_size  # the edge is busy: a short write
-                if raws:
-                    if claims:  # each worker claims a batch of its own, then prefetches
+                # First a look, one statement on a kept connection (most polls find nothing).
+                # On PostgreSQL the batch is then claimed, and read, by `process_fresh`;
+                # elsewhere the rows read here are the batch.
+                if await self._inbox_watch.any_fresh():
+                    limit = self.batch_size
+                    if self.yield_to is not None and not await self.yield_to(self.max_defer):
+                        limit = self.busy_batch_size  # the edge is busy: a short write
+                    if self.db.is_postgres:  # each worker claims a batch of its own, then prefetches
                         outcomes = await self.process_fresh(limit)
                     else:
-                        outcomes = await self.process_batch(raws[:limit])
+                        outcomes = await self.process_batch(await self.fresh_pending(limit))
                     # Only real progress loops at once: a batch another process holds (skipped)
                     # or a failing database waits for the next poll instead of spinning.
                     progressed = len(outcomes) == self.batch_size and any(

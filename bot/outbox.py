@@ -104,6 +104,7 @@ class OutboxSender:
         self._limit = asyncio.Semaphore(concurrency)
         self._interval = settings.outbox_interval_seconds
         self._peek = False
+        self._watch = outbox.OutboxWatch(db)  # the look of `poll`; connects at its first use
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._portraits: dict[str, asyncio.Future[tuple[str, Portrait]]] = {}
@@ -143,6 +144,7 @@ class OutboxSender:
             read.cancel()
         await asyncio.gather(*reads, return_exceptions=True)
         self._portraits = {}
+        await self._watch.close()
 
     async def _run(self) -> None:
         while True:
@@ -163,10 +165,8 @@ class OutboxSender:
 
         The rows' outcomes are written together in one short transaction at the end: on SQLite
         every write waits for the one writer, and callbacks are waiting to be recorded too."""
-        if self._peek:
-            async with self.db.read() as session:
-                if not await outbox.any_due(session):
-                    return 0
+        if self._peek and not await self._watch.any_due():
+            return 0
         async with self.db.transaction() as session:
             due = await outbox.claim_due(session, self.batch)
         if not due:

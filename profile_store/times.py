@@ -22,3 +22,9 @@ def read_utc(value: Any) -> datetime | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return utc(value)
+
+
+def sqlite_utc(at: datetime) -> str:
+    """An aware datetime as SQLAlchemy stores a DateTime(timezone=True) in SQLite (UTC, no
+    offset): how a statement run through the driver itself binds a system time there."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")

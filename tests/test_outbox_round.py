@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import text
@@ -117,3 +117,28 @@ async def test_a_failed_round_read_retries_every_row_and_is_reported_once(
         assert due is not None and due >= before + timedelta(seconds=1)
     reported = [r for r in caplog.records if r.levelname == "ERROR" and "outbox failed" in r.getMessage()]
     assert len(reported) == 1 and "reads for a round of 5" in reported[0].getMessage()
+
+
+async def test_a_senders_look_sees_a_row_due_exactly_when_the_claim_would(db: Database) -> None:
+    """`OutboxWatch.any_due` (a sender process's look, every poll, on a kept connection with the
+    driver's own binding of times) at the boundaries of `next_attempt_at <= now`."""
+    due = datetime(2026, 11, 25, 2, 0, 0, 123456, tzinfo=UTC)
+    shanghai = timezone(timedelta(hours=8))
+    watch = outbox.OutboxWatch(db)
+    try:
+        assert await watch.any_due(now=due) is False  # an empty outbox
+        async with db.transaction() as session:
+            await outbox.enqueue(session, key="later", kind="portrait", payload={}, due_at=due)
+        tick = timedelta(microseconds=1)
+        assert await watch.any_due(now=due - tick) is False
+        assert await watch.any_due(now=due) is True  # due at its very time
+        assert await watch.any_due(now=(due - tick).astimezone(shanghai)) is False  # an offset changes nothing
+        assert await watch.any_due(now=due.astimezone(shanghai)) is True
+        async with db.transaction() as session:  # the claim agrees, at both instants
+            assert await outbox.claim_due(session, 10, now=due - tick) == []
+            assert [item.key for item in await outbox.claim_due(session, 10, now=due)] == ["later"]
+        async with db.transaction() as session:
+            await session.execute(text("UPDATE outbox SET status = 'sent'"))
+        assert await watch.any_due(now=due + timedelta(days=1)) is False  # sent: never due again
+    finally:
+        await watch.close()

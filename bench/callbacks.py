@@ -258,6 +258,9 @@ async def main() -> dict[str, object]:
         try:
             await wait_ready(f"http://127.0.0.1:{bare_port}/healthz")
             await wait_ready(f"http://127.0.0.1:{floor_port}/healthz")
+            await asyncio.sleep(1)  # one floor process up is not all of them
+            if any(proc.returncode is not None for proc in floors):
+                raise RuntimeError("a floor process did not start")
             await wait_ready(f"http://127.0.0.1:{serve_port}/healthz")
             answered = floor_answered = 0
             for rnd in range(args.rounds):

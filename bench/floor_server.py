@@ -90,10 +90,12 @@ class GroupCommit:
                         await asyncio.to_thread(self._write_sqlite, rows)
                 except Exception as exc:  # the requests fail (500): Tencent retries them
                     for waiter in waiters:
-                        waiter.set_exception(exc)
+                        if not waiter.done():  # a request whose client left is cancelled
+                            waiter.set_exception(exc)
                     continue
                 for waiter in waiters:
-                    waiter.set_result(None)
+                    if not waiter.done():
+                        waiter.set_result(None)
         finally:
             self._writing = False
 

@@ -542,9 +542,7 @@ class Dispatcher:
                 # On PostgreSQL the batch is then claimed, and read, by `process_fresh`;
                 # elsewhere the rows read here are the batch.
                 if await self._inbox_watch.any_fresh():
-                    limit = self.batch_size
-                    if self.yield_to is not None and not await self.yield_to(self.max_defer):
-                        limit = self.busy_batch_size  # the edge is busy: a short write
+                    limit = await self._batch_limit()  # a short write while the edge is busy
                     if self.db.is_postgres:  # each worker claims a batch of its own, then prefetches
                         outcomes = await self.process_fresh(limit)
                     else:

@@ -2,11 +2,12 @@
 
 For each request: the timestamp window, the signature, AES decryption, the XML read (entities
 refused) and the dedupe key; then the callback is recorded durably, the requests that arrive
-together in ONE statement (group commit, ON CONFLICT on the key, as serve records them), and only
-then answered `success`. It uses the product's own crypto and XML reader (the leanest we have),
-but none of what is around them in serve: no middleware, metrics, recorder queue, dispatcher,
-typed events, processing or sending. Run as serve's edges run: `processes` of it on one port
-(SO_REUSEPORT); on SQLite one, as serve (one writer).
+together in ONE statement (group commit, ON CONFLICT on the key, on PostgreSQL a batch waiting
+up to 1 ms for a wave, as serve records them), and only then answered `success`. It uses the
+product's own crypto and XML reader (the leanest we have), but none of what is around them in
+serve: no middleware, metrics, recorder queue, dispatcher, typed events, processing or sending.
+Run as serve's edges run: `processes` of it on one port (SO_REUSEPORT); on SQLite one, as serve
+(one writer).
 
 So its rate, measured in the same run as the bare handler and serve, is what any edge doing the
 issue's required work reaches on this machine with this stack; the distance from it to serve is
@@ -28,6 +29,8 @@ from aiohttp import web
 
 from bot.callback_xml import parse_envelope, parse_fields
 from bot.crypto import MessageCrypto, SignatureError
+from bot.recorder import PEAK_KEPT, PG_HOLD
+from bot.waiting import wait_set
 
 TABLE = """CREATE TABLE IF NOT EXISTS floor_event (
     id {serial} PRIMARY KEY, dedupe_key TEXT NOT NULL UNIQUE, channel TEXT NOT NULL,
@@ -55,6 +58,13 @@ class GroupCommit:
         self._rows: list[tuple[str, str, str, str, datetime]] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._writing = False
+        # serve's hold (bot/recorder.py `_hold`), as serve on PostgreSQL only: a batch waits, at
+        # most PG_HOLD, for three quarters of the most requests this process held at once lately
+        self._waiting = 0
+        self._peak = 0
+        self._peak_at = 0.0
+        self._want = 0
+        self._wave = asyncio.Event()
         self._pg: Any = None
         self._sqlite: sqlite3.Connection | None = None
 
@@ -73,14 +83,37 @@ class GroupCommit:
         done = asyncio.get_running_loop().create_future()
         self._rows.append(row)
         self._waiters.append(done)
+        self._waiting += 1
+        if self._waiting >= self._peak:
+            self._peak, self._peak_at = self._waiting, asyncio.get_running_loop().time()
+        if len(self._rows) >= self._want:
+            self._wave.set()
         if not self._writing:
             self._writing = True
             asyncio.get_running_loop().create_task(self._write())
-        await done
+        try:
+            await done
+        finally:
+            self._waiting -= 1
+
+    async def _hold(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._peak_at > PEAK_KEPT:
+            self._peak, self._peak_at = self._waiting, now
+        want = self._peak * 3 // 4
+        if self._sqlite is not None or len(self._rows) >= want:
+            return
+        self._want = want
+        self._wave.clear()
+        try:
+            await wait_set(self._wave, PG_HOLD)
+        finally:
+            self._want = 0
 
     async def _write(self) -> None:
         try:
             while self._rows:
+                await self._hold()
                 rows, waiters = self._rows, self._waiters
                 self._rows, self._waiters = [], []
                 try:

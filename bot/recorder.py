@@ -28,14 +28,30 @@ class Recorded:
     raw: StoredRawEvent | None
 
 
+PG_HOLD = 0.001  # seconds
+# How long the most callbacks an edge held at once still sets the batch its writer waits for.
+PEAK_KEPT = 1.0  # seconds
+
+
 class RecorderStopped(RuntimeError):
     pass
 
 
 class Recorder:
-    def __init__(self, db: Database, *, max_batch: int = 500) -> None:
+    def __init__(self, db: Database, *, max_batch: int = 500, hold: float | None = None) -> None:
         self.inbox = raw_events.InboxWriter(db)
         self.max_batch = max_batch
+        # How long a batch may wait for a wave (see `_hold`); by default on PostgreSQL only. On
+        # SQLite (WAL, no fsync at commit, in this process) a statement costs little more than its
+        # rows, and the one process also processes: measured in the callback bench, the hold
+        # gained nothing there (8.0-8.6 k answers/s either way) and took p99 from 41-45 ms to
+        # 49-58 ms.
+        self.hold = hold if hold is not None else (PG_HOLD if db.is_postgres else 0.0)
+        self._waiting = 0  # requests inside record(): queued or waiting for their commit
+        self._peak = 0  # the most of them at once, as long as reached again within a second
+        self._peak_at = 0.0
+        self._want = 0  # while the writer holds: the batch it waits for
+        self._wave = asyncio.Event()
         self._queue: asyncio.Queue[tuple[NewRawEvent, asyncio.Future[Recorded]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._stopping = False
@@ -50,6 +66,7 @@ class Recorder:
     async def stop(self) -> None:
         """Write what is queued, then stop."""
         self._stopping = True
+        self._wave.set()  # a batch held for a wave goes now
         if self._writer is not None:
             await self._queue.join()
             self._writer.cancel()
@@ -65,8 +82,16 @@ class Recorder:
         future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
         self._idle.clear()
         self._records += 1
-        await self._queue.put((event, future))
-        return await future
+        self._waiting += 1
+        if self._waiting >= self._peak:
+            self._peak, self._peak_at = self._waiting, asyncio.get_running_loop().time()
+        try:
+            await self._queue.put((event, future))
+            if self._queue.qsize() + 1 >= self._want:
+                self._wave.set()
+            return await future
+        finally:
+            self._waiting -= 1
 
     async def wait_idle(self, at_most: float, *, quiet: float = 0.005) -> bool:
         """True once nothing has been recorded for `quiet` seconds; False after `at_most`.
@@ -94,6 +119,7 @@ class Recorder:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            await self._hold()
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
@@ -108,6 +134,34 @@ class Recorder:
                     self._queue.task_done()
                 if self._queue.empty():
                     self._idle.set()
+
+    async def _hold(self) -> None:
+        """Wait, at most `hold`, for about as many callbacks as this edge recently held at once.
+
+        A statement costs nearly the same whatever its size (PostgreSQL, durable, measured: 28 µs
+        of the server per row in batches of 4, 19 in batches of 8, 10 in batches of 32). Taken the
+        moment the previous commit returns, a batch is only the requests that came during that
+        commit: the ones just answered are on their way back, their senders' next requests not
+        here yet. So the writer waits for three quarters of the most requests seen inside
+        `record` at once lately: at a shop's pace (one or two at a time) it never waits, under
+        load it takes whole waves. The bound keeps a wave that does not come (the load fell) to
+        one extra millisecond per batch; a peak not reached again within `PEAK_KEPT` is
+        forgotten. Measured on PostgreSQL at 32 connections (two edges): batches of about 5 rows
+        became about 10, PostgreSQL's CPU per callback fell from 35-39 µs to 23-31, and answers
+        per second rose by a median 4 % over six paired rounds (-3 % to +14 %).
+        """
+        now = asyncio.get_running_loop().time()
+        if now - self._peak_at > PEAK_KEPT:
+            self._peak, self._peak_at = self._waiting, now
+        want = min(self.max_batch, self._peak * 3 // 4)
+        if self.hold <= 0 or self._stopping or self._queue.qsize() + 1 >= want:
+            return
+        self._want = want
+        self._wave.clear()
+        try:
+            await wait_set(self._wave, self.hold)
+        finally:
+            self._want = 0
 
     async def _write(self, batch: list[tuple[NewRawEvent, asyncio.Future[Recorded]]]) -> None:
         # One row per dedupe key: a retry arriving in the same batch as its original is a duplicate.

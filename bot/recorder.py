@@ -1,7 +1,8 @@
 """Group commit of raw callbacks: a request is answered only once its record is durable.
 
 Concurrent requests put their callback on a queue and wait on a future; one writer task takes
-everything queued, inserts it in ONE transaction (ON CONFLICT (dedupe_key) DO NOTHING) and
+everything queued (on PostgreSQL after waiting, at most a millisecond, for the rest of a wave:
+`Recorder._hold`), inserts it in ONE transaction (ON CONFLICT (dedupe_key) DO NOTHING) and
 resolves every future after the commit. One commit (one fsync) then serves many requests, which
 keeps throughput close to a bare handler while never answering before the data is safe.
 """
@@ -28,6 +29,10 @@ class Recorded:
     raw: StoredRawEvent | None
 
 
+# The longest a batch waits for a wave on PostgreSQL (Recorder._hold). Measured on the floor
+# bench at 32 connections with fixed targets: 12 rows within 1 ms raised it from 0.42-0.46 of
+# the bare handler to 0.50; 16 rows within 2 ms lowered it to 0.37-0.38 (waiting for rows that
+# did not come). The bound caps what a wrong target costs.
 PG_HOLD = 0.001  # seconds
 # How long the most callbacks an edge held at once still sets the batch its writer waits for.
 PEAK_KEPT = 1.0  # seconds

@@ -86,7 +86,7 @@ class GroupCommit:
         self._waiting += 1
         if self._waiting >= self._peak:
             self._peak, self._peak_at = self._waiting, asyncio.get_running_loop().time()
-        if len(self._rows) >= self._want:
+        if self._want and len(self._rows) >= self._want:
             self._wave.set()
         if not self._writing:
             self._writing = True
@@ -97,11 +97,13 @@ class GroupCommit:
             self._waiting -= 1
 
     async def _hold(self) -> None:
+        if self._sqlite is not None:
+            return
         now = asyncio.get_running_loop().time()
         if now - self._peak_at > PEAK_KEPT:
             self._peak, self._peak_at = self._waiting, now
         want = self._peak * 3 // 4
-        if self._sqlite is not None or len(self._rows) >= want:
+        if len(self._rows) >= want:
             return
         self._want = want
         self._wave.clear()
